@@ -1,0 +1,475 @@
+"""FeetechBus: the host side of a Feetech STS serial bus, over any pyserial-compatible port.
+
+One transaction = one instruction packet out, then the status packets it asks for back. Timeouts follow from the baud
+rate and the bytes on the wire (plus a latency margin for the USB-serial adapter); waiting is a blocking read with a
+timeout (``select`` underneath), never a spin. Checksum errors and timeouts are retried a bounded number of times and
+counted in ``bus.stats``; fault bits in a status packet become a ``ServoError`` naming the servo and the fault.
+
+The driver knows protocols and registers only: no arms, joints or units (those live in robot/).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import serial
+
+from . import protocol as proto
+from .errors import BusTimeoutError, ChecksumError, FeetechError, MalformedPacketError, ProtocolError, ServoError
+from .protocol import BROADCAST_ID, PacketDecoder, StatusPacket
+from .tables import BAUD_CODES, BAUD_RATES, MODEL_NUMBERS, REGISTERS, Register, register
+
+log = logging.getLogger(__name__)
+
+RETURN_DELAY_MAX_S = 508e-6  # Return_Delay_Time 254 x 2 us: the longest a servo may wait before answering
+DEFAULT_BAUDRATE = 1_000_000
+
+
+@dataclass
+class BusStats:
+    """Counters over the bus's lifetime (``reset()`` to start over)."""
+
+    transactions: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    checksum_errors: int = 0
+    malformed: int = 0
+    stray_packets: int = 0
+    servo_errors: int = 0
+
+    def reset(self) -> None:
+        for key in asdict(self):
+            setattr(self, key, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FoundServo:
+    baudrate: int
+    id: int
+    model_number: int
+    firmware: str
+
+    @property
+    def model(self) -> str:
+        return MODEL_NUMBERS.get(self.model_number, f"unknown model {self.model_number}")
+
+
+class FeetechBus:
+    """Feetech STS bus driver.
+
+    ``port`` is a pyserial-compatible object (``serial.Serial``, ``serial.serial_for_url(...)``, an emulator port) or
+    a device path / pyserial URL opened on ``connect()``. The constructor touches no device.
+
+    ``retries``: extra attempts after a checksum error or a timeout (reads and writes with a reply are idempotent).
+    ``latency_s``: margin added to the wire time before a reply counts as missing (USB-serial adapters buffer).
+    ``names``: optional id -> name map used in error messages ("servo 3 (elbow_flex)").
+    """
+
+    def __init__(
+        self,
+        port: str | serial.SerialBase,
+        baudrate: int = DEFAULT_BAUDRATE,
+        *,
+        retries: int = 3,
+        latency_s: float = 0.02,
+        names: Mapping[int, str] | None = None,
+    ):
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self._port_arg = port
+        self._port: serial.SerialBase | None = port if isinstance(port, serial.SerialBase) else None
+        self._baudrate = int(baudrate)
+        self.retries = retries
+        self.latency_s = float(latency_s)
+        self.names = dict(names or {})
+        self.stats = BusStats()
+        self._timeout_set: float | None = None
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+    @property
+    def port_name(self) -> str:
+        return self._port_arg if isinstance(self._port_arg, str) else str(getattr(self._port_arg, "port", "<port>"))
+
+    @property
+    def is_connected(self) -> bool:
+        return self._port is not None and self._port.is_open
+
+    def connect(self) -> FeetechBus:
+        if self.is_connected:
+            return self
+        try:
+            if self._port is None:
+                self._port = serial.serial_for_url(self._port_arg, baudrate=self._baudrate, timeout=0)
+            else:
+                self._port.baudrate = self._baudrate
+                if not self._port.is_open:
+                    self._port.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self._port = None if isinstance(self._port_arg, str) else self._port
+            raise FeetechError(
+                f"cannot open servo bus port {self.port_name!r}: {exc}. Check the USB cable and the port name "
+                "(`onboard find port` shows which port appears when the board is plugged in); on Linux the user "
+                "needs access to the device (the `dialout` group, or a udev rule)."
+            ) from exc
+        self._timeout_set = None
+        return self
+
+    def disconnect(self) -> None:
+        if self._port is not None and self._port.is_open:
+            self._port.close()
+        if isinstance(self._port_arg, str):
+            self._port = None
+
+    def __enter__(self) -> FeetechBus:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    @property
+    def port(self) -> serial.SerialBase:
+        if not self.is_connected:
+            raise FeetechError("the bus is not connected: call connect() (or use `with FeetechBus(...) as bus:`)")
+        assert self._port is not None
+        return self._port
+
+    @property
+    def baudrate(self) -> int:
+        return self._baudrate
+
+    @baudrate.setter
+    def baudrate(self, value: int) -> None:
+        self._baudrate = int(value)
+        if self.is_connected:
+            self.port.baudrate = self._baudrate
+
+    def _name(self, servo_id: int) -> str | None:
+        return self.names.get(servo_id)
+
+    # --------------------------------------------------------------------------------------------- transactions
+    def timeout_for(self, request_bytes: int, reply_bytes: int, n_replies: int) -> float:
+        """Seconds to wait for ``n_replies`` status packets totalling ``reply_bytes`` after a request."""
+        wire = proto.wire_time(request_bytes + reply_bytes, self._baudrate)
+        return wire + n_replies * RETURN_DELAY_MAX_S + self.latency_s
+
+    def transact(
+        self,
+        packet: bytes,
+        expect: Sequence[tuple[int, int]],
+        what: str,
+        rebuild: Callable[[list[int]], bytes] | None = None,
+    ) -> dict[int, StatusPacket]:
+        """Send ``packet`` and collect one status packet per ``(servo_id, n_params)`` in ``expect``, in order.
+
+        Retries on checksum errors, malformed replies and timeouts; raises the last error when retries run out.
+        With ``rebuild`` (ids -> packet), a retry asks only the servos whose replies are still missing (sync read).
+        Status packets whose ERROR byte is non-zero are returned as they are: callers decide (see ``_check``).
+        """
+        port = self.port
+        expect = list(expect)
+        got: dict[int, StatusPacket] = {}
+        last_error: ProtocolError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                log.debug("retry %d of %s after %s", attempt, what, last_error)
+                if rebuild is not None:
+                    expect = [(i, n) for i, n in expect if i not in got]
+                    packet = rebuild([i for i, _ in expect])
+            reply_bytes = sum(6 + n for _, n in expect)
+            timeout = self.timeout_for(len(packet), reply_bytes, len(expect))
+            self.stats.transactions += 1
+            port.reset_input_buffer()  # stale bytes (a late reply to an earlier request) must not be taken as ours
+            port.write(packet)
+            if not expect:
+                return {}
+            replies, last_error = self._collect(expect, timeout, reply_bytes, what)
+            if rebuild is not None:
+                got.update(replies)
+            if last_error is None:
+                return got if rebuild is not None else replies
+            if isinstance(last_error, BusTimeoutError):
+                self.stats.timeouts += 1
+            elif isinstance(last_error, ChecksumError):
+                self.stats.checksum_errors += 1
+            else:
+                self.stats.malformed += 1
+            # let any replies still on the wire finish before the next request, or they would collide with it
+            time.sleep(min(timeout, proto.wire_time(reply_bytes, self._baudrate) + len(expect) * RETURN_DELAY_MAX_S))
+        assert last_error is not None
+        raise last_error
+
+    def _set_timeout(self, timeout: float) -> None:
+        timeout = round(timeout, 4)
+        if self._timeout_set != timeout:  # reconfiguring a real port costs syscalls: only when it changes
+            self.port.timeout = timeout
+            self._timeout_set = timeout
+
+    def _collect(
+        self, expect: Sequence[tuple[int, int]], timeout: float, reply_bytes: int, what: str
+    ) -> tuple[dict[int, StatusPacket], ProtocolError | None]:
+        port = self.port
+        self._set_timeout(timeout)
+        decoder = PacketDecoder("status")
+        pending = [servo_id for servo_id, _ in expect]
+        sizes = dict(expect)
+        replies: dict[int, StatusPacket] = {}
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        while pending:
+            need = max(1, reply_bytes - len(received))
+            chunk = port.read(need)
+            received += chunk
+            for item in decoder.feed(chunk):
+                if isinstance(item, StatusPacket):
+                    if item.id not in pending:
+                        self.stats.stray_packets += 1
+                        continue
+                    if item.id != pending[0]:
+                        # replies come in request order: an earlier servo's reply was lost
+                        return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
+                    if len(item.params) != sizes[item.id]:
+                        return replies, MalformedPacketError(
+                            f"servo {item.id} answered {what} with {len(item.params)} data bytes, "
+                            f"{sizes[item.id]} expected",
+                            item.encode(),
+                        )
+                    replies[item.id] = item
+                    pending.pop(0)
+                elif isinstance(item, ChecksumError):
+                    return replies, item
+                # MalformedPacketError: garbage between packets (noise, an echo); the decoder has resynchronised
+            if pending and (not chunk or time.monotonic() >= deadline):
+                return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
+        return replies, None
+
+    def _check(self, reply: StatusPacket, what: str) -> None:
+        if reply.error:
+            self.stats.servo_errors += 1
+            raise ServoError(reply.id, reply.error, what, self._name(reply.id))
+
+    # ------------------------------------------------------------------------------------------- instructions
+    def ping(self, servo_id: int) -> StatusPacket:
+        """PING one servo; returns its status packet (raises BusTimeoutError if it does not answer)."""
+        replies = self.transact(proto.ping(servo_id), [(servo_id, 0)], "PING")
+        return replies[servo_id]
+
+    def try_ping(self, servo_id: int, *, retries: int = 0) -> bool:
+        saved, self.retries = self.retries, retries
+        try:
+            self.ping(servo_id)
+            return True
+        except (BusTimeoutError, ChecksumError, MalformedPacketError):
+            return False
+        finally:
+            self.retries = saved
+
+    def read_bytes(self, servo_id: int, address: int, length: int, *, check_status: bool = True) -> bytes:
+        what = f"READ {length} byte(s) at {address}"
+        reply = self.transact(proto.read(servo_id, address, length), [(servo_id, length)], what)[servo_id]
+        if check_status:
+            self._check(reply, what)
+        return reply.params
+
+    def write_bytes(self, servo_id: int, address: int, data: bytes, *, check_status: bool = True) -> None:
+        """WRITE; waits for the status reply unless broadcast (or the servo's Response_Status_Level is 0:
+        pass ``servo_id`` replies off with ``no_reply``)."""
+        what = f"WRITE {len(data)} byte(s) at {address}"
+        expect = [] if servo_id == BROADCAST_ID else [(servo_id, 0)]
+        replies = self.transact(proto.write(servo_id, address, data), expect, what)
+        if replies and check_status:
+            self._check(replies[servo_id], what)
+
+    def read(self, servo_id: int, reg: str | int | Register, *, check_status: bool = True) -> int:
+        r = register(reg)
+        return r.decode(self.read_bytes(servo_id, r.address, r.size, check_status=check_status))
+
+    def read_registers(
+        self, servo_id: int, regs: Iterable[str | int | Register], *, check_status: bool = True
+    ) -> dict[str, int]:
+        """Read several registers with one READ spanning them; returns name -> decoded value."""
+        rs = [register(r) for r in regs]
+        start = min(r.address for r in rs)
+        end = max(r.address + r.size for r in rs)
+        data = self.read_bytes(servo_id, start, end - start, check_status=check_status)
+        return {r.name: r.decode(data[r.address - start : r.address - start + r.size]) for r in rs}
+
+    def write(
+        self, servo_id: int, reg: str | int | Register, value: int, *, check_status: bool = True, check_range=True
+    ) -> None:
+        r = register(reg)
+        if not r.writable:
+            raise FeetechError(f"{r.name} (address {r.address}) is read-only; the servo would ignore the write")
+        if check_range:
+            r.check_range(value)
+        self.write_bytes(servo_id, r.address, r.encode(value), check_status=check_status)
+
+    def reg_write(self, servo_id: int, reg: str | int | Register, value: int, *, check_status: bool = True) -> None:
+        """REG_WRITE: the servo buffers the write until ACTION."""
+        r = register(reg)
+        r.check_range(value)
+        what = f"REG_WRITE {r.name}"
+        expect = [] if servo_id == BROADCAST_ID else [(servo_id, 0)]
+        replies = self.transact(proto.reg_write(servo_id, r.address, r.encode(value)), expect, what)
+        if replies and check_status:
+            self._check(replies[servo_id], what)
+
+    def action(self, servo_id: int = BROADCAST_ID) -> None:
+        """ACTION: execute buffered REG_WRITEs (broadcast by default, no reply)."""
+        expect = [] if servo_id == BROADCAST_ID else [(servo_id, 0)]
+        self.transact(proto.action(servo_id), expect, "ACTION")
+
+    def sync_read_bytes(
+        self, ids: Sequence[int], address: int, length: int, *, check_status: bool = True
+    ) -> dict[int, bytes]:
+        ids = list(ids)
+        what = f"SYNC_READ {length} byte(s) at {address}"
+        replies = self.transact(
+            proto.sync_read(ids, address, length),
+            [(i, length) for i in ids],
+            what,
+            rebuild=lambda pending: proto.sync_read(pending, address, length),
+        )
+        if check_status:
+            for reply in replies.values():
+                self._check(reply, what)
+        return {i: replies[i].params for i in ids}
+
+    def sync_read(self, reg: str | int | Register, ids: Sequence[int], *, check_status: bool = True) -> dict[int, int]:
+        """SYNC_READ one register from several servos (one request, one reply per servo in id order)."""
+        r = register(reg)
+        data = self.sync_read_bytes(ids, r.address, r.size, check_status=check_status)
+        return {i: r.decode(d) for i, d in data.items()}
+
+    def sync_write(self, reg: str | int | Register, values: Mapping[int, int], *, check_range: bool = True) -> None:
+        """SYNC_WRITE one register on several servos (broadcast, no reply)."""
+        r = register(reg)
+        if check_range:
+            for v in values.values():
+                r.check_range(v)
+        packet = proto.sync_write(r.address, r.size, {i: r.encode(v) for i, v in values.items()})
+        self.transact(packet, [], f"SYNC_WRITE {r.name}")
+
+    def sync_write_bytes(self, address: int, length: int, data: Mapping[int, bytes]) -> None:
+        self.transact(proto.sync_write(address, length, dict(data)), [], f"SYNC_WRITE at {address}")
+
+    def broadcast_ping(self, timeout_s: float | None = None) -> dict[int, int]:
+        """Broadcast PING: every servo answers (use with one servo on the bus: several answers collide on a
+        real bus). Returns id -> status byte for the answers that arrived intact."""
+        port = self.port
+        self.stats.transactions += 1
+        port.reset_input_buffer()
+        port.write(proto.ping(BROADCAST_ID))
+        self._set_timeout(timeout_s if timeout_s is not None else self.timeout_for(6, 6 * 8, 8))
+        found: dict[int, int] = {}
+        decoder = PacketDecoder("status")
+        while True:
+            chunk = port.read(4096)
+            if not chunk:
+                return found
+            for item in decoder.feed(chunk):
+                if isinstance(item, StatusPacket):
+                    found[item.id] = item.error
+
+    # ----------------------------------------------------------------------------------------- for assembling arms
+    def model_number(self, servo_id: int) -> int:
+        return self.read(servo_id, "Model_Number", check_status=False)
+
+    def firmware_version(self, servo_id: int) -> str:
+        v = self.read_registers(servo_id, ["Firmware_Major_Version", "Firmware_Minor_Version"], check_status=False)
+        return f"{v['Firmware_Major_Version']}.{v['Firmware_Minor_Version']}"
+
+    def scan(
+        self,
+        ids: Iterable[int] = range(0, proto.SCAN_MAX_ID + 1),
+        baudrates: Iterable[int] | None = None,
+        *,
+        progress: Callable[[int, int], Any] | None = None,
+    ) -> list[FoundServo]:
+        """Find servos across baud rates and ids. At each baud rate a broadcast PING first tells whether anything
+        listens there (any bytes back); only then is each id pinged. Restores the bus baud rate afterwards."""
+        ids = list(ids)
+        found: list[FoundServo] = []
+        saved = self._baudrate
+        try:
+            for baud in baudrates if baudrates is not None else BAUD_RATES.values():
+                self.baudrate = baud
+                if progress:
+                    progress(baud, -1)
+                if not self._anything_listens():
+                    continue
+                for servo_id in ids:
+                    if progress:
+                        progress(baud, servo_id)
+                    if self.try_ping(servo_id, retries=1):
+                        found.append(
+                            FoundServo(baud, servo_id, self.model_number(servo_id), self.firmware_version(servo_id))
+                        )
+        finally:
+            self.baudrate = saved
+        return found
+
+    def _anything_listens(self) -> bool:
+        port = self.port
+        port.reset_input_buffer()
+        port.write(proto.ping(BROADCAST_ID))
+        self._set_timeout(self.timeout_for(6, 6 * 4, 4))
+        return bool(port.read(1))
+
+    def unlock_eeprom(self, servo_id: int) -> None:
+        """Torque off and Lock = 0, so EEPROM writes are saved (the servo refuses to keep them otherwise)."""
+        self.write(servo_id, "Torque_Enable", 0, check_status=False)
+        self.write(servo_id, "Lock", 0, check_status=False)
+
+    def lock_eeprom(self, servo_id: int) -> None:
+        self.write(servo_id, "Lock", 1, check_status=False)
+
+    def write_eeprom(self, servo_id: int, reg: str | int | Register, value: int) -> None:
+        """Write an EEPROM register so that it survives a power cycle (unlock, write, lock)."""
+        self.unlock_eeprom(servo_id)
+        try:
+            self.write(servo_id, reg, value, check_status=False)
+        finally:
+            self.lock_eeprom(servo_id)
+
+    def set_id(self, old_id: int, new_id: int) -> None:
+        """Give a servo a new id, persistently. Refuses if another servo already answers at ``new_id``."""
+        REGISTERS["ID"].check_range(new_id)
+        if new_id == BROADCAST_ID:
+            raise FeetechError("254 is the broadcast id; choose 0..253")
+        if old_id == new_id:
+            return
+        self.ping(old_id)
+        if self.try_ping(new_id, retries=1):
+            raise FeetechError(
+                f"another servo already answers at id {new_id}: connect only the servo you are setting up"
+            )
+        self.unlock_eeprom(old_id)
+        self.write(old_id, "ID", new_id, check_status=False)  # the reply still comes from the old id
+        try:
+            self.ping(new_id)
+        finally:
+            self.lock_eeprom(new_id)
+
+    def set_baudrate(self, servo_id: int, baudrate: int) -> None:
+        """Set one servo's baud rate persistently and check that it answers at the new rate. The bus goes back to
+        its own baud rate afterwards (the other servos on it have not changed)."""
+        if baudrate not in BAUD_CODES:
+            raise FeetechError(f"STS servos support {sorted(BAUD_CODES)} baud, not {baudrate}")
+        saved = self._baudrate
+        self.ping(servo_id)
+        self.unlock_eeprom(servo_id)
+        self.write(servo_id, "Baud_Rate", BAUD_CODES[baudrate], check_status=False)
+        try:
+            self.baudrate = baudrate
+            self.ping(servo_id)
+            self.lock_eeprom(servo_id)
+        finally:
+            self.baudrate = saved

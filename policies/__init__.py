@@ -1,0 +1,1 @@
+"""What decides: observation -> action chunk (models, training, export, inference runtime, dataset format)."""

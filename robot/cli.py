@@ -1,0 +1,120 @@
+"""The `onboard` command line: the composition root. The only module of robot/ that may import sim/."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hardware.feetech import FeetechError
+
+from . import bus_cli
+
+PORT_HELP = (
+    "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
+    "a pyserial URL such as simbus://?ids=1-6&faults=corrupt:0.02 (in-process emulator), or 'sim' (= simbus://?ids=1-6)"
+)
+
+
+def resolve_port(port: str) -> str:
+    if port == "sim":
+        return "simbus://?ids=1-6"
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onboard", description="On-device policy runtime for low-cost robot arms.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (retries, timeouts)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    bus_cli.add_parser(sub, PORT_HELP)
+
+    simp = sub.add_parser("sim", help="the simulated twin")
+    ssub = simp.add_subparsers(dest="sim_cmd", required=True)
+    p = ssub.add_parser(
+        "serve-bus",
+        help="serve emulated STS3215 servos on a pseudo-terminal that any serial client can open; prints its path",
+    )
+    p.add_argument("--ids", default="1-6", help="servo ids (default 1-6)")
+    p.add_argument("--baud", type=int, default=1_000_000, help="the servos' baud rate (default 1000000)")
+    p.add_argument("--faults", default="", help="fault profile, e.g. corrupt=0.02,drop=0.01,unplugged=3")
+    p.add_argument("--no-wire-time", action="store_true", help="answer at once instead of at the wire's pace")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.set_defaults(func=cmd_sim_serve_bus)
+
+    benchp = sub.add_parser("bench", help="benchmarks: does this machine keep up?")
+    bsub = benchp.add_subparsers(dest="bench_cmd", required=True)
+    p = bsub.add_parser("bus", help="6-servo sync read/write round trips: in-process, pty, LeRobot, vendor SDK")
+    p.add_argument("--n", type=int, default=2000, help="round trips per measurement (default 2000)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=cmd_bench_bus)
+
+    p = sub.add_parser("demo", help="the simulated demo")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long the servos follow the trajectory")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
+    import time
+
+    from sim.feetech import FaultProfile, SimBus
+    from sim.feetech.servo import EmulatedServo
+    from sim.transport.pty_server import PtyBusServer
+
+    from hardware.feetech import BAUD_CODES
+
+    if args.baud not in BAUD_CODES:
+        raise FeetechError(f"--baud must be one of {sorted(BAUD_CODES)}")
+    ids = bus_cli.parse_ids(args.ids)
+    servos = [EmulatedServo(i, baudrate_code=BAUD_CODES[args.baud]) for i in ids]
+    bus = SimBus(servos, faults=FaultProfile.parse(args.faults) if args.faults else None)
+    with PtyBusServer(bus, wire_time=not args.no_wire_time) as server:
+        print(server.path, flush=True)
+        print(
+            f"serving {len(ids)} emulated STS3215 (ids {args.ids}) at {args.baud} baud on {server.path}; "
+            "Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            deadline = None if args.duration is None else time.monotonic() + args.duration
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_bench_bus(args: argparse.Namespace) -> int:
+    from sim.bench_bus import main as bench_main
+
+    return bench_main(n=args.n, json_path=args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sim.demo_bus import run_demo
+
+    return run_demo(seconds=args.seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sim  # noqa: F401  (registers the simbus:// pyserial URL handler)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if hasattr(args, "port"):
+        args.port = resolve_port(args.port)
+    try:
+        return int(args.func(args) or 0)
+    except FeetechError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

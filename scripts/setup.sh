@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates ./.venv (if missing) and installs onboard into it with the given extras, e.g. `scripts/setup.sh dev`.
+# Idempotent: a second run only installs what changed. Needs Python >= 3.11 and the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv with $($py --version)"
+    "$py" -m venv .venv
+fi
+# Offscreen rendering of the simulated cameras needs EGL + Mesa (reference/measured-here.md); install if missing.
+if [[ "$extras" == *dev* || "$extras" == *sim* ]] && ! ldconfig -p | grep -q "libEGL.so.1"; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "[setup] installing EGL/Mesa for offscreen rendering (apt-get)"
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends libegl1 libopengl0 libgl1-mesa-dri >/dev/null
+    else
+        echo "[setup] warning: libEGL missing; run: sudo apt-get install libegl1 libopengl0 libgl1-mesa-dri" >&2
+    fi
+fi
+spec="."
+[ -n "$extras" ] && spec=".[$extras]"
+echo "[setup] installing onboard${extras:+[$extras]} into .venv (first run downloads dependencies; LeRobot brings torch)"
+# pip prints one harmless warning per package about this machine's local index folders; keep the rest.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+test "${PIPESTATUS[0]}" -eq 0

@@ -1,0 +1,173 @@
+"""The emulated bus on a pseudo-terminal, for drivers that open a device path (Feetech's SDK, LeRobot, pyserial).
+
+    with PtyBusServer(SimBus(ids=range(1, 7))) as server:
+        port = serial.Serial(server.path, 1_000_000, timeout=0.1)   # /dev/pts/N
+
+A server thread waits (``select``) on the pty master, feeds what the client wrote to ``SimBus.transact`` and writes
+each reply at its ready time: with ``wire_time=True`` (default) the wire-time model's 10 bits per byte at the line
+baud plus return delays, since a pty itself moves bytes in microseconds whatever the baud; with ``wire_time=False``
+at once (late replies still late).
+
+The line baud is what the client configured on the pty, read from the slave's termios at each request with the
+``TCGETS2`` ioctl (``struct termios2`` carries numeric speeds, so non-standard rates such as 128000 work), falling
+back to ``tcgetattr``'s speed constants. A client scanning baud rates therefore finds each servo only at its own rate.
+
+Pty facts this relies on (reference/measured-here.md): the master is put in raw mode right after ``openpty()``
+(a new pty is in cooked mode and mangles binary traffic); the server keeps a slave fd open so the master never reads
+EIO while no client is connected; pyserial's ``open()`` flushes input, so nothing written before a client opens
+reaches it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import heapq
+import os
+import select
+import struct
+import termios
+import threading
+import time
+import tty
+
+from sim.feetech.bus import SimBus
+
+# struct termios2 (Linux asm-generic: x86, arm, arm64, riscv): 4 x tcflag_t, c_line, c_cc[19], c_ispeed, c_ospeed
+_TERMIOS2 = struct.Struct("4IB19s2I")
+_TCGETS2 = 0x80000000 | (_TERMIOS2.size << 16) | (ord("T") << 8) | 0x2A  # _IOR('T', 0x2A, struct termios2)
+_CBAUD, _BOTHER = 0o010017, 0o010000
+_SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios) if n[:1] == "B" and n[1:].isdigit()}
+
+
+def line_baud(fd: int) -> int:
+    """The baud rate configured on a terminal fd (0 if unknown)."""
+    try:
+        buf = fcntl.ioctl(fd, _TCGETS2, bytes(_TERMIOS2.size))
+        _, _, cflag, _, _, _, ispeed, ospeed = _TERMIOS2.unpack(buf)
+        if ospeed:
+            return ospeed
+        if cflag & _CBAUD == _BOTHER:
+            return ispeed
+    except OSError:
+        pass
+    try:
+        return _SPEEDS.get(termios.tcgetattr(fd)[5], 0)
+    except termios.error:
+        return 0
+
+
+class PtyBusServer:
+    """Serve ``bus`` on a fresh pseudo-terminal; ``path`` is the device a client opens (``start``/``stop``/``with``)."""
+
+    def __init__(self, bus: SimBus, *, wire_time: bool = True):
+        self.bus = bus
+        self.wire_time = wire_time
+        self.path: str | None = None
+        self.dropped_bytes = 0  # reply bytes the client's full input buffer refused
+        self._master = self._slave = self._wake_r = self._wake_w = -1
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def __enter__(self) -> PtyBusServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def line_baud(self) -> int:
+        """The baud rate the client has configured on the pty (0 when not running)."""
+        return line_baud(self._slave) if self._slave >= 0 else 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> str:
+        if self._thread is not None:
+            raise RuntimeError("PtyBusServer already started")
+        master, slave = os.openpty()
+        try:
+            tty.setraw(master)
+            os.set_blocking(master, False)
+            self._wake_r, self._wake_w = os.pipe()
+        except BaseException:
+            os.close(master)
+            os.close(slave)
+            raise
+        self._master, self._slave = master, slave
+        self.path = os.ttyname(slave)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name=f"PtyBusServer({self.path})", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        thread.join()
+        self._thread = None
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = self._wake_r = self._wake_w = -1
+
+    # --- the server thread ------------------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        master, wake = self._master, self._wake_r
+        outbox: list[tuple[float, int, bytes]] = []  # (monotonic due time, sequence, bytes)
+        seq = 0
+        while not self._stopping:
+            timeout = None if not outbox else max(0.0, outbox[0][0] - time.monotonic())
+            try:
+                ready, _, _ = select.select([master, wake], [], [], timeout)
+            except InterruptedError:
+                continue
+            if wake in ready:
+                os.read(wake, 64)
+                if self._stopping:
+                    break
+            if master in ready:
+                try:
+                    data = os.read(master, 4096)
+                except BlockingIOError:
+                    data = b""
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    data = b""  # no client side open (cannot happen while we hold the slave, but be safe)
+                    time.sleep(0.01)
+                if data:
+                    t = self.bus.clock()
+                    now = time.monotonic()
+                    delay = 0.0
+                    for r in self.bus.transact(data, t, self.line_baud):
+                        delay += r.late_s
+                        due = now + (r.ready_at - t) if self.wire_time else now + delay
+                        heapq.heappush(outbox, (due, seq, r.data))
+                        seq += 1
+            now = time.monotonic()
+            while outbox and outbox[0][0] <= now:
+                self._send(heapq.heappop(outbox)[2])
+
+    def _send(self, data: bytes) -> None:
+        try:
+            n = os.write(self._master, data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            n = 0
+        self.dropped_bytes += len(data) - n
