@@ -61,7 +61,7 @@ def run_demo(seconds: float = 3.0, rate_hz: float = 50.0, out=print) -> int:
             a = time.perf_counter()
             present = bus.sync_read("Present_Position", IDS)
             read_us.append((time.perf_counter() - a) * 1e6)
-            if k > rate_hz / 2:
+            if k >= min(rate_hz / 2, n_ticks // 2):
                 errors.extend(abs(goals[i] - present[i]) for i in IDS)
             if k % int(rate_hz / 2) == 0:
                 out(f"  t={t:4.1f}s  " + "  ".join(f"{goals[i]:4d}->{present[i]:4d}" for i in IDS))
