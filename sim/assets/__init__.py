@@ -1,0 +1,1 @@
+"""Simulation assets (MJCF models and scenes); see so101/README.md."""
