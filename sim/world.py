@@ -85,3 +85,28 @@ def render(renderer: mujoco.Renderer, data: mujoco.MjData, camera: str | int) ->
     renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
     renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
     return renderer.render()
+
+
+# Gripper joint range (rad) in so101.xml: LeRobot's RANGE_0_100 maps range_min..range_max of the calibrated gripper
+# to 0 (closed) .. 100 (open); a calibration sweep of the simulated arm records the joint limits.
+GRIPPER_RANGE = (-0.174533, 1.745329)
+
+
+def lerobot_to_qpos(values: np.ndarray) -> np.ndarray:
+    """LeRobot 0.4.4 SO-101 units (5 joints in degrees, 0 at mid-range; gripper 0..100) -> joint angles (rad) of an
+    ideally calibrated arm. Real calibrations differ by up to a few steps; the mirrored stack goes through the
+    servos and the actual calibration instead."""
+    v = np.asarray(values, dtype=np.float64)
+    q = np.deg2rad(v)
+    lo, hi = GRIPPER_RANGE
+    q[..., 5] = lo + v[..., 5] / 100.0 * (hi - lo)
+    return q
+
+
+def qpos_to_lerobot(q: np.ndarray) -> np.ndarray:
+    """Inverse of ``lerobot_to_qpos``."""
+    q = np.asarray(q, dtype=np.float64)
+    v = np.rad2deg(q)
+    lo, hi = GRIPPER_RANGE
+    v[..., 5] = (q[..., 5] - lo) / (hi - lo) * 100.0
+    return v
