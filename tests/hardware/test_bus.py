@@ -4,13 +4,13 @@ import time
 
 import pytest
 import serial
-from sim.feetech import FaultProfile, SimBus
-from sim.feetech.bus import register_bus
-from sim.feetech.servo import EmulatedServo
 
 import sim  # noqa: F401  (registers simbus://)
 from hardware.feetech import BROADCAST_ID, BusTimeoutError, FeetechError, ServoError, StatusBit
 from hardware.feetech.bus import FeetechBus
+from sim.feetech import FaultProfile, SimBus
+from sim.feetech.bus import register_bus
+from sim.feetech.servo import EmulatedServo
 
 IDS = [1, 2, 3, 4, 5, 6]
 

@@ -71,7 +71,7 @@ def test_register_lookup_by_name_alias_and_address():
     assert register("Goal_Speed").name == "Goal_Velocity"  # LeRobot's spelling
     assert register(42).name == "Goal_Position"
     with pytest.raises(RegisterError, match="Did you mean"):
-        register("present_positon_")  # noqa: typo on purpose
+        register("present_positon_")  # a typo on purpose
     with pytest.raises(RegisterError, match="does not fit"):
         REGISTERS["Homing_Offset"].encode(3000)
 
