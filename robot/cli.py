@@ -58,11 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
     import time
 
+    from hardware.feetech import BAUD_CODES
     from sim.feetech import FaultProfile, SimBus
     from sim.feetech.servo import EmulatedServo
     from sim.transport.pty_server import PtyBusServer
-
-    from hardware.feetech import BAUD_CODES
 
     if args.baud not in BAUD_CODES:
         raise FeetechError(f"--baud must be one of {sorted(BAUD_CODES)}")
