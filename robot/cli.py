@@ -8,7 +8,7 @@ import sys
 
 from hardware.feetech import FeetechError
 
-from . import bus_cli
+from . import bus_cli, calibrate_cli
 
 PORT_HELP = (
     "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     bus_cli.add_parser(sub, PORT_HELP)
+    calibrate_cli.add_parser(sub, PORT_HELP, resolve_port)
 
     simp = sub.add_parser("sim", help="the simulated twin")
     ssub = simp.add_subparsers(dest="sim_cmd", required=True)

@@ -1,0 +1,58 @@
+"""Typed errors of the robot layer (arms, calibration). Bus-level errors stay ``hardware.feetech`` errors.
+
+Every message says what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RobotError(Exception):
+    """Base class of the errors robot/ raises."""
+
+
+class ArmConfigError(RobotError, ValueError):
+    """An ``ArmConfig`` that cannot work (unknown type, bad id, bad limits)."""
+
+
+class ArmNotConnectedError(RobotError):
+    """An operation that needs the bus before ``connect()`` or after ``disconnect()``."""
+
+
+class HandshakeError(RobotError):
+    """The servos on the bus are not the arm's (missing ids, another servo model, mixed firmware)."""
+
+
+class ArmDisconnectError(RobotError):
+    """Torque could not be turned off on every servo while disconnecting (the port was closed anyway)."""
+
+
+class CalibrationError(RobotError):
+    """Base class of calibration problems."""
+
+
+class CalibrationFileError(CalibrationError, ValueError):
+    """A calibration file that cannot be read or does not fit the arm."""
+
+    def __init__(self, message: str, path: Path | str | None = None, problems: list[str] | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.problems = list(problems or [])
+
+
+class CalibrationMissingError(CalibrationError):
+    """No calibration file for this arm id."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = Path(path)
+
+
+class CalibrationMismatchError(CalibrationError):
+    """The calibration in the servos' EEPROM differs from the calibration file."""
+
+    def __init__(self, message: str, path: Path, differences: list[str]):
+        super().__init__(message)
+        self.path = Path(path)
+        self.differences = list(differences)
