@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up a runtime environment (.venv, no torch needed) and runs the simulated demo. Arguments go to `onboard demo`.
+# Sets up a runtime environment (.venv with the simulation extra, no torch) and runs the simulated demo. Arguments go to `onboard demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh sim
 .venv/bin/onboard demo "$@"
