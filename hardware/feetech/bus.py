@@ -186,7 +186,8 @@ class FeetechBus:
             reply_bytes = sum(6 + n for _, n in expect)
             timeout = self.timeout_for(len(packet), reply_bytes, len(expect))
             self.stats.transactions += 1
-            port.reset_input_buffer()  # stale bytes (a late reply to an earlier request) must not be taken as ours
+            if expect:  # stale bytes (a late reply to an earlier request) must not be taken as ours
+                port.reset_input_buffer()
             port.write(packet)
             if not expect:
                 return {}

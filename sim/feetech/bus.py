@@ -65,6 +65,7 @@ class SimBus:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.clock = clock
+        self._wire_free = 0.0  # bus-clock time when the wire is quiet again
         self._lock = threading.RLock()
         self._servos: list[EmulatedServo] = []
         self._unplugged: set[EmulatedServo] = set()
@@ -178,7 +179,10 @@ class SimBus:
                 s.advance(t)
             replies: list[Reply] = []
             pos = -before  # offset (in this chunk) of the end of the last item consumed
-            cursor = t
+            # Half duplex: a request written while earlier traffic is still on the wire goes out after it (a real
+            # adapter queues the bytes), so back-to-back writes pile up the way they would on the bus.
+            start = max(t, self._wire_free)
+            cursor = start
             for item in items:
                 if not isinstance(item, InstructionPacket):
                     # garbage / checksum errors: a real servo ignores them (the decoder dropped these bytes)
@@ -187,7 +191,7 @@ class SimBus:
                     continue
                 self.counts["packets"] += 1
                 pos += len(item.params) + 6
-                cursor = max(cursor, t + wire_time(max(pos, 0), line_baud))
+                cursor = max(cursor, start + wire_time(max(pos, 0), line_baud))
                 for delay, reply in self._execute(item, t, line_baud):
                     reply, late = self._inject(reply)
                     if reply is None:
@@ -195,6 +199,7 @@ class SimBus:
                     cursor += delay + wire_time(len(reply), line_baud) + late
                     replies.append(Reply(cursor, reply, late))
                     self.counts["replies"] += 1
+            self._wire_free = max(cursor, start + wire_time(max(pos, 0), line_baud))
             return replies
 
     def _execute(self, pkt: InstructionPacket, t: float, line_baud: int) -> list[tuple[float, bytes]]:

@@ -185,9 +185,12 @@ class EmulatedServo:
 
     # --- time -------------------------------------------------------------------------------------------------------
     def advance(self, t: float) -> None:
-        """Advance the plant to ``t`` and refresh the readings, protections and the controller's command."""
+        """Advance the plant to ``t`` and refresh the readings, protections and the controller's command.
+
+        At the time of the last call the plant is sampled again without advancing it (something may have moved it
+        without time passing: a hand, a world reset); earlier times are ignored."""
         last = self._t
-        if last is not None and t <= last:
+        if last is not None and t < last:
             return
         self._t = t
         self.plant.advance(t)

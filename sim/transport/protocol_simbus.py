@@ -162,9 +162,9 @@ class Serial(SerialBase):
             return 0
         bus = self._bus
         t = bus.clock()
+        now = time.monotonic()  # before transact: the emulator's own computing time is not wire time
         replies = bus.transact(data, t, self._baudrate)
         if replies:
-            now = time.monotonic()
             with self._cond:
                 if self._timing == "wire":
                     per_byte = 10.0 / self._baudrate

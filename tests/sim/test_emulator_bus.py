@@ -121,11 +121,21 @@ def test_return_delay_shifts_ready_at():
     bus = SimBus(ids=[1, 2])
     before = bus.transact(P.sync_read([1, 2], 56, 2), 0.0, MBAUD)
     write(bus, 1, "Return_Delay_Time", 100)  # 200 us
-    after = bus.transact(P.sync_read([1, 2], 56, 2), 0.0, MBAUD)
-    assert after[0].ready_at - before[0].ready_at == pytest.approx(200e-6)
-    assert after[1].ready_at - before[1].ready_at == pytest.approx(200e-6)  # servo 2 waits behind servo 1
-    (ping,) = bus.transact(P.ping(1), 0.0, MBAUD)
-    assert ping.ready_at == pytest.approx(120e-6 + 200e-6)
+    after = bus.transact(P.sync_read([1, 2], 56, 2), 1.0, MBAUD)  # later: the wire is quiet again
+    assert after[0].ready_at - 1.0 - before[0].ready_at == pytest.approx(200e-6)
+    assert after[1].ready_at - 1.0 - before[1].ready_at == pytest.approx(200e-6)  # servo 2 waits behind servo 1
+    (ping,) = bus.transact(P.ping(1), 2.0, MBAUD)
+    assert ping.ready_at - 2.0 == pytest.approx(120e-6 + 200e-6)
+
+
+def test_requests_queue_behind_traffic_still_on_the_wire():
+    bus = SimBus(ids=[1])
+    (first,) = bus.transact(P.ping(1), 0.0, MBAUD)
+    (second,) = bus.transact(P.ping(1), 0.0, MBAUD)  # written while the first exchange is on the wire
+    assert first.ready_at == pytest.approx(120e-6)
+    assert second.ready_at == pytest.approx(2 * 120e-6)
+    (third,) = bus.transact(P.ping(1), 1.0, MBAUD)
+    assert third.ready_at == pytest.approx(1.0 + 120e-6)
 
 
 def test_id_change_takes_effect_for_the_next_packet():
