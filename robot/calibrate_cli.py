@@ -272,7 +272,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         _, fields = _device(args, need_port=True)
         config = ArmConfig(**fields)
         console = args.console if getattr(args, "console", None) is not None else TerminalConsole()
-        run_calibration(config, console, sample_period_s=getattr(args, "sample_period_s", DEFAULT_SAMPLE_PERIOD_S))
+        run_calibration(
+            config,
+            console,
+            sample_period_s=getattr(args, "sample_period_s", DEFAULT_SAMPLE_PERIOD_S),
+            sleep=getattr(args, "sleep", None),
+        )
     except RobotError as exc:
         return _fail(exc)
     return 0

@@ -50,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=cmd_bench_bus)
 
+    p = ssub.add_parser(
+        "serve",
+        help="serve a simulated SO-101 (MuJoCo twin, real time) on a pseudo-terminal; prints its path",
+        description="The simulated arm as a device: point any driver (LeRobot's --robot.port, onboard's --port) at "
+        "the printed /dev/pts/N. The arm starts uncalibrated (random horn offsets), like a new kit, unless "
+        "--calibrated.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="draws the horn offsets (default 0)")
+    p.add_argument("--calibrated", action="store_true", help="write the calibration into the servos first")
+    p.add_argument("--no-wire-time", action="store_true", help="answer at once instead of at the wire's pace")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.set_defaults(func=cmd_sim_serve)
+
+    p = bsub.add_parser("sim", help="physics, rendering and closed-loop speed of the simulated arm")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="options of python -m sim.bench_sim (--seconds, --size...)")
+    p.set_defaults(func=cmd_bench_sim)
+
     p = sub.add_parser("demo", help="the simulated demo")
     p.add_argument("--seconds", type=float, default=3.0, help="how long the servos follow the trajectory")
     p.set_defaults(func=cmd_demo)
@@ -86,6 +103,72 @@ def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from sim.physics import RealTimeRunner
+    from sim.so101 import SimulatedSO101
+
+    with SimulatedSO101(seed=args.seed, uncalibrated=not args.calibrated) as arm:
+        server = arm.serve_pty(wire_time=not args.no_wire_time)
+        print(server.path, flush=True)
+        state = "calibrated" if args.calibrated else "uncalibrated (run a calibration first)"
+        print(
+            f"simulated SO-101 ({state}, seed {args.seed}) on {server.path}, ids 1-6 at 1000000 baud, real time; "
+            "Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        with RealTimeRunner(arm.world):
+            try:
+                deadline = None if args.duration is None else time.monotonic() + args.duration
+                while deadline is None or time.monotonic() < deadline:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+    return 0
+
+
+def cmd_bench_sim(args: argparse.Namespace) -> int:
+    from sim.bench_sim import main as bench_main
+
+    return int(bench_main(list(args.args)) or 0)
+
+
+def _calibrate_simulated_arm(args: argparse.Namespace) -> int:
+    """`onboard calibrate --robot.port=sim`: a fresh, uncalibrated simulated arm and a scripted person who moves it."""
+    import numpy as np
+
+    from robot.arm import Arm, ArmConfig
+    from sim.person import SimulatedPerson
+    from sim.so101 import SimulatedSO101
+    from sim.world import qpos_to_lerobot
+
+    prefix = "robot" if getattr(args, "robot_port", None) == "sim" else "teleop"
+    with SimulatedSO101(seed=0) as sim_arm:
+        setattr(args, f"{prefix}_port", sim_arm.url)
+        person = SimulatedPerson(sim_arm)
+        args.console, args.sleep = person, person.sleep
+        rc = calibrate_cli.cmd_calibrate(args)
+        if rc == 0 and prefix == "robot":
+            config = ArmConfig(
+                type=args.robot_type, port=sim_arm.url, id=args.robot_id, calibration_dir=args.robot_calibration_dir
+            )
+            goal = np.array([20.0, -30.0, 40.0, -20.0, 45.0, 30.0], dtype=np.float32)
+            with Arm(config) as arm:
+                arm.send_action(goal)
+                sim_arm.clock.sleep(1.5)
+                read = arm.read_positions()
+                true = qpos_to_lerobot(sim_arm.joint_angles())
+            err = np.abs(read - true)
+            print(
+                "check: after a move the calibrated arm reads "
+                + ", ".join(f"{n} {r:+.1f}" for n, r in zip(arm.spec.names, read))
+                + f"; the simulated joints are within {err[:5].max():.2f}° of that (gripper {err[5]:.2f} of 100)"
+            )
+        return rc
+
+
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from sim.bench_bus import main as bench_main
 
@@ -107,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "port"):
         args.port = resolve_port(args.port)
     try:
+        if args.func is calibrate_cli.cmd_calibrate and "sim" in (
+            getattr(args, "robot_port", None),
+            getattr(args, "teleop_port", None),
+        ):
+            return _calibrate_simulated_arm(args)
         return int(args.func(args) or 0)
     except FeetechError as exc:
         print(f"error: {exc}", file=sys.stderr)
