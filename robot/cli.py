@@ -63,8 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.set_defaults(func=cmd_sim_serve)
 
-    p = bsub.add_parser("sim", help="physics, rendering and closed-loop speed of the simulated arm")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="options of python -m sim.bench_sim (--seconds, --size...)")
+    p = ssub.add_parser("show", help="write a video of a scripted-expert episode (and open MuJoCo's viewer)")
+    p.add_argument("--task", default="pick", help="touch, pick or place (default pick)")
+    p.add_argument("--color", default="red", help="red, green or blue (default red)")
+    p.add_argument("--seed", type=int, default=0, help="scene layout seed (default 0)")
+    p.add_argument("--out", default="outputs/sim_show.mp4", help="video path (default outputs/sim_show.mp4)")
+    p.add_argument("--no-viewer", action="store_true", help="do not open MuJoCo's viewer even with a display")
+    p.set_defaults(func=cmd_sim_show)
+
+    p = ssub.add_parser(
+        "expert",
+        help="success rate of the scripted expert over N seeds per task",
+        description="Runs the scripted expert on N random seeds per task and prints success rates per task and "
+        "colour. --stack mirrored (default) runs it like a policy: goals through the Arm, the Feetech driver and the "
+        "emulated servos on MuJoCo joints; --stack direct drives MuJoCo's actuators (for debugging the expert).",
+    )
+    p.add_argument("--task", action="append", help="repeatable: touch, pick, place (default: all)")
+    p.add_argument("--n", type=int, default=100, help="seeds per task (default 100)")
+    p.add_argument("--seed0", type=int, default=1000, help="first seed (default 1000)")
+    p.add_argument("--stack", choices=["mirrored", "direct"], default="mirrored")
+    p.set_defaults(func=cmd_sim_expert)
+
+    p = bsub.add_parser("sim", help="physics, rendering, closed-loop and environment speed of the simulated arm")
+    p.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per closed-loop run")
+    p.add_argument("--size", type=int, default=96, help="camera image size in the loop (px)")
+    p.add_argument("--rate", type=float, default=30.0, help="control rate (Hz)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
     p.set_defaults(func=cmd_bench_sim)
 
     p = sub.add_parser("demo", help="the simulated demo")
@@ -129,10 +153,47 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_show(args: argparse.Namespace) -> int:
+    from sim.show import show
+
+    result = show(args.task, args.color, args.seed, args.out, viewer=False if args.no_viewer else None)
+    return 0 if result["success"] else 1
+
+
+def cmd_sim_expert(args: argparse.Namespace) -> int:
+    import time
+
+    from sim import tasks
+    from sim.expert_eval import DirectExecutor, evaluate, format_table
+
+    names = args.task or sorted(tasks.TASKS)
+    for name in names:
+        tasks.get_task(name)
+    reports = []
+    for name in names:
+        t = time.monotonic()
+        if args.stack == "mirrored":
+            from sim.expert_env import EnvExecutor
+
+            exe = EnvExecutor()
+        else:
+            exe = DirectExecutor()
+        try:
+            reports.append(evaluate(name, n=args.n, seed0=args.seed0, executor=exe))
+        finally:
+            if hasattr(exe, "close"):
+                exe.close()
+        print(f"  {name}: {args.n} episodes in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+    print(f"scripted expert on the {args.stack} stack, seeds {args.seed0}..{args.seed0 + args.n - 1}")
+    print(format_table(reports))
+    return 0
+
+
 def cmd_bench_sim(args: argparse.Namespace) -> int:
     from sim.bench_sim import main as bench_main
 
-    return int(bench_main(list(args.args)) or 0)
+    argv = ["--seconds", str(args.seconds), "--size", str(args.size), "--rate", str(args.rate)]
+    return int(bench_main([*argv, "--repeat", str(args.repeat)]) or 0)
 
 
 def _calibrate_simulated_arm(args: argparse.Namespace) -> int:
