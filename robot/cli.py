@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the simulated demo")
     p.add_argument("--seconds", type=float, default=3.0, help="how long the servos follow the trajectory")
+    p.add_argument("--seed", type=int, default=0, help="scene layout of the simulated episode")
+    p.add_argument("--out", default="outputs/demo.mp4", help="video of the simulated episode")
+    p.add_argument("--bus-only", action="store_true", help="only the servo-bus part")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -239,7 +242,14 @@ def cmd_bench_bus(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sim.demo_bus import run_demo
 
-    return run_demo(seconds=args.seconds)
+    rc = run_demo(seconds=args.seconds)
+    if rc or args.bus_only:
+        return rc
+    from sim.show import show
+
+    print("\nthe simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
+    result = show("pick", "red", seed=args.seed, out=args.out, viewer=False)
+    return 0 if result["success"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
