@@ -100,9 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
+def _serve_until(duration: float | None) -> None:
+    """Keep serving until ``duration`` seconds have passed (None: until Ctrl-C)."""
     import time
 
+    try:
+        deadline = None if duration is None else time.monotonic() + duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
     from hardware.feetech import BAUD_CODES
     from sim.feetech import FaultProfile, SimBus
     from sim.feetech.servo import EmulatedServo
@@ -121,18 +131,11 @@ def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        try:
-            deadline = None if args.duration is None else time.monotonic() + args.duration
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        _serve_until(args.duration)
     return 0
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
-    import time
-
     from sim.physics import RealTimeRunner
     from sim.so101 import SimulatedSO101
 
@@ -147,12 +150,7 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         with RealTimeRunner(arm.world):
-            try:
-                deadline = None if args.duration is None else time.monotonic() + args.duration
-                while deadline is None or time.monotonic() < deadline:
-                    time.sleep(0.2)
-            except KeyboardInterrupt:
-                pass
+            _serve_until(args.duration)
     return 0
 
 

@@ -43,6 +43,27 @@ _ALLOWED = {
 }
 
 
+def stop_child(proc: subprocess.Popen) -> None:
+    """End a child served over stdin/stdout: closing its stdin ends its request loop (it stops its server and exits);
+    terminate, then kill, if it hangs."""
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        proc.wait(5.0)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 @dataclass(frozen=True)
 class ServoSpec:
     """One emulated STS3215: its id, where its horn sits (plant frame, steps) and its baud-rate code."""
@@ -142,22 +163,7 @@ class BusProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()  # the child's request loop ends: it stops its server and exits
-        except OSError:
-            pass
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_child(proc)
 
     # --- the servos -------------------------------------------------------------------------------------------------
     def servo(self, servo_id: int) -> RemoteServo:

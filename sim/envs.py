@@ -86,6 +86,11 @@ class SO101Env(gym.Env):
         cal = {name: MotorCalibration(**values) for name, values in self.sim.factory_calibration().items()}
         save_calibration(Path(self._tmp.name) / "sim.json", cal)
         self.arm = Arm(ArmConfig(type="so101_follower", port=self.sim.url, id="sim", calibration_dir=self._tmp.name))
+        # An arm in use has been configured before and powered since: the EEPROM settings written by configure()
+        # (the gripper's Max_Torque_Limit 50 %, ...) are in force, as they are only copied to RAM at power-on.
+        self.arm.connect()
+        self.arm.disconnect()
+        self.sim.bus.power_cycle()
         self.arm.connect()
         h, w = image_size
         self.cameras = {name: RenderedCamera(self.world, name, height=h, width=w, fps=self.fps) for name in cameras}

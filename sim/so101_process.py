@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .bus_process import stop_child
+
 # Requests the child accepts (name -> what it does there). Kept small on purpose: this is not an RPC framework.
 _REQUESTS = (
     "time",
@@ -104,22 +106,7 @@ class SO101Process:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_child(proc)
 
     # --- the simulation side ----------------------------------------------------------------------------------------
     @property
