@@ -20,7 +20,7 @@ import math
 
 import mujoco
 
-from robot.camera import CameraError, Frame, StaleFrameError
+from hardware.camera import CameraError, Frame, StaleFrameError
 from robot.clock import Clock
 
 from .physics import World

@@ -19,9 +19,9 @@ import pytest
 pytest.importorskip("mujoco", reason="the simulation needs MuJoCo: pip install 'onboard[sim]'")
 
 import sim  # noqa: F401  (registers simbus://)
+from hardware.camera import Camera, CameraError, StaleFrameError
 from hardware.feetech.bus import FeetechBus
 from hardware.feetech.errors import ServoError, StatusBit
-from robot.camera import Camera, CameraError, StaleFrameError
 from robot.clock import Clock
 from sim.cameras import RenderedCamera
 from sim.feetech.motor import Plant

@@ -1,4 +1,5 @@
-"""Cameras: the seam between a real camera and a rendered one (DESIGN.md, seam 2).
+"""Cameras: the seam between a real camera and a rendered one (DESIGN.md, seam 2). The interface lives here, beside
+the OpenCV driver, so that hardware/ needs nothing of ours; robot/ and sim/ import it from here.
 
 ``connect()`` / ``read_latest(max_age_s) -> Frame`` / ``disconnect()``. A frame carries its capture time on the
 runtime's clock (``Clock.now()``), so staleness is measured the same way on hardware and in simulation.
