@@ -482,8 +482,12 @@ class Arm:
         failed = []
         for name, servo_id in self.ids.items():
             try:
-                self.bus.write(servo_id, "Torque_Enable", 0)
-                self.bus.write(servo_id, "Lock", 0)
+                # a servo with a latched fault (overload, overheat) still obeys, but its reply carries the fault
+                # bits: don't take that for a failure; read the register back instead
+                self.bus.write(servo_id, "Torque_Enable", 0, check_status=False)
+                self.bus.write(servo_id, "Lock", 0, check_status=False)
+                if self.bus.read(servo_id, "Torque_Enable", check_status=False) != 0:
+                    raise FeetechError(f"servo {servo_id} still reports torque on")
             except FeetechError as exc:
                 log.error("torque off failed on %s (id %d): %s", name, servo_id, exc)
                 failed.append(f"{name} (id {servo_id})")

@@ -8,7 +8,7 @@ import sys
 
 from hardware.feetech import FeetechError
 
-from . import bus_cli, calibrate_cli
+from . import bus_cli, calibrate_cli, find_cli
 
 PORT_HELP = (
     "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bus_cli.add_parser(sub, PORT_HELP)
     calibrate_cli.add_parser(sub, PORT_HELP, resolve_port)
+    find_cli.add_parser(sub)
 
     simp = sub.add_parser("sim", help="the simulated twin")
     ssub = simp.add_subparsers(dest="sim_cmd", required=True)
@@ -42,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wire-time", action="store_true", help="answer at once instead of at the wire's pace")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.set_defaults(func=cmd_sim_serve_bus)
+
+    dsp = sub.add_parser("dataset", help="LeRobot v3.0 datasets: verify, info, repair")
+    dsub = dsp.add_subparsers(dest="dataset_cmd", required=True)
+    for name, text in (
+        ("verify", "check structure, lengths, timestamps, video frames and stats (exit 1 on errors)"),
+        ("info", "summary: episodes, frames, fps, features, tasks"),
+        ("repair", "remove what a killed recording left behind (the episode in progress) and fix stats"),
+    ):
+        p = dsub.add_parser(name, help=text)
+        p.add_argument("root", help="dataset folder (the one holding meta/, data/, videos/)")
+        p.set_defaults(func=cmd_dataset)
 
     benchp = sub.add_parser("bench", help="benchmarks: does this machine keep up?")
     bsub = benchp.add_subparsers(dest="bench_cmd", required=True)
@@ -188,6 +200,20 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
     print(f"scripted expert on the {args.stack} stack, seeds {args.seed0}..{args.seed0 + args.n - 1}")
     print(format_table(reports))
     return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from policies.dataset import info, repair, verify
+
+    if args.dataset_cmd == "info":
+        print(info(args.root))
+        return 0
+    if args.dataset_cmd == "repair":
+        print(repair(args.root))
+        return 0
+    report = verify(args.root)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def cmd_bench_sim(args: argparse.Namespace) -> int:

@@ -56,3 +56,48 @@ class CalibrationMismatchError(CalibrationError):
         super().__init__(message)
         self.path = Path(path)
         self.differences = list(differences)
+
+
+class SafetyError(RobotError):
+    """Base class of the faults the safety layer (``robot.safety``) detects. When one is raised the arm has already
+    been stopped (torque off) and stays stopped until ``SafeArm.reset()``."""
+
+
+class SafetyConfigError(SafetyError, ValueError):
+    """A ``SafetyConfig`` that cannot work (a negative limit, a warning above its stop threshold, ...)."""
+
+
+class StallError(SafetyError):
+    """A joint pushed against something: high load with a persistent position error (see ``SafetyConfig``)."""
+
+    def __init__(self, message: str, joint: str, load: float, error: float, duration_s: float):
+        super().__init__(message)
+        self.joint = joint
+        self.load = load  # fraction of full torque, signed
+        self.error = error  # goal - present, joint units
+        self.duration_s = duration_s
+
+
+class OverheatError(SafetyError):
+    """A servo reached the stop temperature of ``SafetyConfig``."""
+
+    def __init__(self, message: str, joint: str, temperature_c: float):
+        super().__init__(message)
+        self.joint = joint
+        self.temperature_c = temperature_c
+
+
+class ServoFaultError(SafetyError):
+    """A servo reports a fault in its Status register (overload, over-current, overheat, voltage, angle sensor)."""
+
+    def __init__(self, message: str, faults: dict[str, int]):
+        super().__init__(message)
+        self.faults = dict(faults)  # joint -> Status bits
+
+    @property
+    def joints(self) -> list[str]:
+        return list(self.faults)
+
+
+class EmergencyStopError(SafetyError):
+    """The arm was stopped (``emergency_stop()`` or an earlier fault) and takes no goals until ``reset()``."""

@@ -1,0 +1,546 @@
+"""Safety on by default: ``SafetyConfig`` (limits, thresholds) and ``SafeArm``, a filter around a connected ``Arm``.
+
+    with SafeArm(arm, clock) as safe:          # torque off on exit, exception and Ctrl-C (or hold: on_exit="hold")
+        while ...:
+            readings = safe.check()            # one SYNC_READ: positions, load, temperature, status; may raise
+            sent = safe.send_action(action)    # clamped to the calibrated range, the step and the velocity limit
+            sent.clamped                       # {"elbow_flex.pos": ("step",), ...}: which clamps fired
+
+What it does (all on by default; field.md §5 gap 5: LeRobot's ``max_relative_target`` defaults to None and its stall
+protection is opt-in):
+
+- Goals are clamped to the calibrated joint range, to ``max_step`` per call from the last goal sent (the present
+  position after a start, a hold or a reset) and to ``max_velocity`` times the time since the last goal.
+- ``check()`` reads Present_Position .. Status (addresses 56-65, ten bytes) of every servo in one SYNC_READ: a tick
+  needs no other read (``readings.positions`` are the joint positions in LeRobot units). It raises, after stopping
+  the arm (torque off): ``ServoFaultError`` when a servo reports a fault (overload, overheat, ...),
+  ``OverheatError`` at ``temperature_stop_c`` (a warning is logged at ``temperature_warn_c``), ``StallError`` when a
+  joint's |Present_Load| stays above ``stall_load`` (of its torque limit) with a position error above
+  ``stall_error`` while it does not move, for ``stall_time_s``. A stalled *gripper* is a grasp: by default it is not
+  stopped but derated: its Torque_Limit drops to ``gripper_hold_torque`` (below the servo's own overload threshold,
+  25 % after ``Arm.configure``) until it is commanded to open, so it keeps holding without burning.
+- Watchdog: when no fresh goal arrives within ``watchdog_timeout_s`` (checked in ``check()``), every joint holds its
+  present position (once; ``stats.watchdog_holds`` counts it) until the next goal, which starts from there.
+- The gripper's Torque_Limit (RAM) is set to ``gripper_torque_limit`` at start: in force at once, unlike the
+  EEPROM Max_Torque_Limit that ``Arm.configure`` writes and that only a power cycle copies to RAM.
+- ``emergency_stop()``: torque off now (one broadcast SYNC_WRITE, checked, retried servo by servo). After a stop or a
+  fault the arm takes no goals (``EmergencyStopError``) until ``reset()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from hardware.feetech.errors import FeetechError, StatusBit
+from hardware.feetech.tables import REGISTERS
+
+from .arm import Arm
+from .clock import Clock
+from .errors import (
+    EmergencyStopError,
+    OverheatError,
+    SafetyConfigError,
+    SafetyError,
+    ServoFaultError,
+    StallError,
+)
+
+log = logging.getLogger(__name__)
+
+GRIPPER = "gripper"
+_POS, _VEL, _LOAD = REGISTERS["Present_Position"], REGISTERS["Present_Velocity"], REGISTERS["Present_Load"]
+BLOCK_ADDRESS = _POS.address  # 56: Present_Position, Velocity, Load, Voltage, Temperature, Async_Write_Flag, Status
+BLOCK_LENGTH = REGISTERS["Status"].address + 1 - BLOCK_ADDRESS  # 10 bytes
+DEG_PER_STEP = 360.0 / 4096
+FAULT_BITS = int(StatusBit.VOLTAGE | StatusBit.ANGLE | StatusBit.OVERHEAT | StatusBit.OVERCURRENT | StatusBit.OVERLOAD)
+
+
+# ----------------------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Limits and thresholds of ``SafeArm``. Joints in degrees, the gripper in its 0 (closed) .. 100 (open) units.
+
+    Defaults are safe for an SO-101 driven at 30-50 Hz by teleop or a policy:
+
+    - ``max_step_deg`` 10 / ``max_velocity_deg_s`` 180: an STS3215 turns at most ~240 deg/s unloaded; 180 deg/s
+      keeps a wrong goal (a policy's jump, a leader arm's glitch) from slamming a joint, yet follows a person's hand.
+      At 30 Hz the velocity limit binds (6 deg a tick); the step limit binds after a gap (the first goal after a
+      hold, a stalled loop).
+    - ``gripper_max_step`` 25 / ``gripper_max_velocity`` 250: a full close in 0.4 s.
+    - ``gripper_torque_limit`` 0.5: LeRobot's fix for burnt grippers (PR#1809), applied in RAM at start;
+      ``gripper_hold_torque`` 0.2 while a grasp is held (below the Overload_Torque of 25 % that ``Arm.configure``
+      sets, so the servo's protection does not drop the object after 2 s).
+    - stall: ``stall_load`` 0.7 of the joint's torque limit, ``stall_error_deg`` 2 (the servo's P term saturates
+      within ~2 deg when blocked), the joint slower than ``stall_velocity_deg_s`` 10 (a stalled joint does not move;
+      a fast move at full torque does), all for ``stall_time_s`` 0.5: well before the servo's own overload cut-out
+      (80 % for 2 s), long enough to ignore the torque peak of a start.
+    - ``temperature_warn_c`` 55 / ``temperature_stop_c`` 65: grippers holding objects reach 50 C in a minute and burn
+      above 70 C (phosphobot#241); the servo's own limit is 70 C.
+    - ``watchdog_timeout_s`` 0.1: three periods at 30 Hz. None turns the watchdog off.
+    - ``on_exit`` "torque_off" (the arm goes limp: support it) or "hold" (torque stays on at the present position).
+    """
+
+    max_step_deg: float = 10.0
+    max_velocity_deg_s: float = 180.0
+    gripper_max_step: float = 25.0
+    gripper_max_velocity: float = 250.0
+    gripper_torque_limit: float = 0.5
+    gripper_hold_torque: float = 0.2
+    stall_load: float = 0.7
+    stall_error_deg: float = 2.0
+    gripper_stall_error: float = 5.0
+    stall_time_s: float = 0.5
+    stall_velocity_deg_s: float = 10.0
+    gripper_on_stall: Literal["derate", "stop"] = "derate"
+    temperature_warn_c: float = 55.0
+    temperature_stop_c: float = 65.0
+    watchdog_timeout_s: float | None = 0.1
+    on_exit: Literal["torque_off", "hold"] = "torque_off"
+
+    def __post_init__(self) -> None:
+        positive = (
+            "max_step_deg",
+            "max_velocity_deg_s",
+            "gripper_max_step",
+            "gripper_max_velocity",
+            "stall_error_deg",
+            "gripper_stall_error",
+            "stall_time_s",
+            "stall_velocity_deg_s",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise SafetyConfigError(f"safety.{name} must be a positive number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        for name in ("gripper_torque_limit", "gripper_hold_torque", "stall_load"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+                raise SafetyConfigError(
+                    f"safety.{name} is a fraction of full torque in (0, 1] (0.5 = 50 %), got {value!r}"
+                )
+            object.__setattr__(self, name, float(value))
+        for name in ("temperature_warn_c", "temperature_stop_c"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+                raise SafetyConfigError(f"safety.{name} must be in degrees C within (0, 100], got {value!r}")
+        if self.gripper_hold_torque > self.gripper_torque_limit:
+            raise SafetyConfigError(
+                f"safety.gripper_hold_torque ({self.gripper_hold_torque}) is the derated torque of a held grasp: "
+                f"it must not be above safety.gripper_torque_limit ({self.gripper_torque_limit})"
+            )
+        if self.temperature_warn_c > self.temperature_stop_c:
+            raise SafetyConfigError(
+                f"safety.temperature_warn_c ({self.temperature_warn_c}) must not be above safety.temperature_stop_c "
+                f"({self.temperature_stop_c}): the warning comes first"
+            )
+        wd = self.watchdog_timeout_s
+        if wd is not None and (isinstance(wd, bool) or not isinstance(wd, int | float) or not wd > 0):
+            raise SafetyConfigError(
+                f"safety.watchdog_timeout_s must be a positive number of seconds (a few control periods) or None "
+                f"to turn the watchdog off, got {wd!r}"
+            )
+        if self.gripper_on_stall not in ("derate", "stop"):
+            raise SafetyConfigError(
+                f"safety.gripper_on_stall must be 'derate' or 'stop', got {self.gripper_on_stall!r}"
+            )
+        if self.on_exit not in ("torque_off", "hold"):
+            raise SafetyConfigError(f"safety.on_exit must be 'torque_off' or 'hold', got {self.on_exit!r}")
+
+
+# --------------------------------------------------------------------------------------------------------- readings
+@dataclass(frozen=True)
+class Readings:
+    """One ``SafeArm.read()``: every servo's Present_Position .. Status, names order."""
+
+    t: float  # clock time of the read
+    raw: np.ndarray  # int64 (n,) Present_Position, steps
+    positions: np.ndarray  # float64 (n,) LeRobot units
+    velocity: np.ndarray  # int64 (n,) Present_Velocity, steps/s
+    load: np.ndarray  # float64 (n,) Present_Load as a signed fraction of full torque
+    voltage: np.ndarray  # float64 (n,) volts
+    temperature: np.ndarray  # float64 (n,) degrees C
+    status: np.ndarray  # int64 (n,) Status register bits (StatusBit)
+
+    def observation(self, keys: tuple[str, ...]) -> dict[str, float]:
+        return dict(zip(keys, map(float, self.positions), strict=True))
+
+
+class SentAction(dict):
+    """What ``SafeArm.send_action`` sent (``{"<motor>.pos": value}``, like ``Arm.send_action``), and ``clamped``:
+    for each key whose goal was changed, the clamps that fired (``"limits"``, ``"step"``, ``"velocity"``)."""
+
+    def __init__(self, sent: Mapping[str, float], clamped: Mapping[str, tuple[str, ...]]):
+        super().__init__(sent)
+        self.clamped: dict[str, tuple[str, ...]] = dict(clamped)
+
+
+@dataclass
+class SafetyStats:
+    clamps: Counter = field(default_factory=Counter)  # clamp kind -> joint goals it changed
+    clamps_by_joint: Counter = field(default_factory=Counter)  # joint -> clamped goals
+    actions: int = 0
+    checks: int = 0
+    watchdog_holds: int = 0
+    gripper_derates: int = 0
+    temperature_warnings: int = 0
+    stops: int = 0
+
+
+# ------------------------------------------------------------------------------------------------------------ arm
+class SafeArm:
+    """Safety filter around a connected follower ``Arm`` (see the module doc). Cheap to construct; ``start()`` (or
+    ``with``) touches the servos. ``clock``: the runtime's clock (wall or sim), for the velocity limit, the stall
+    persistence and the watchdog."""
+
+    def __init__(self, arm: Arm, clock: Clock, config: SafetyConfig | None = None):
+        self.arm = arm
+        self.clock = clock
+        self.config = config if config is not None else SafetyConfig()
+        self.names = arm.names
+        self.keys = arm.spec.keys
+        self.ids = [arm.ids[n] for n in self.names]
+        n = len(self.names)
+        grip = np.array([name == GRIPPER for name in self.names])
+        c = self.config
+        self._step_cap = np.where(grip, c.gripper_max_step, c.max_step_deg)
+        self._vel_cap = np.where(grip, c.gripper_max_velocity, c.max_velocity_deg_s)
+        self._stall_error = np.where(grip, c.gripper_stall_error, c.stall_error_deg)
+        self._torque_frac = np.where(grip, c.gripper_torque_limit, 1.0)
+        self._grip = int(np.flatnonzero(grip)[0]) if grip.any() else None
+        self.stats = SafetyStats()
+        self.last_readings: Readings | None = None
+        self._goal = np.full(n, np.nan)  # last goal sent per joint (units); NaN: none yet
+        self._sent_t = np.full(n, np.nan)  # when each joint's last goal was sent; NaN: none since start/hold
+        self._last_action_t: float | None = None
+        self._stall_since: list[float | None] = [None] * n
+        self._hot = np.zeros(n, dtype=bool)
+        self.grasp: float | None = None  # while a gripper stall is derated: the direction it squeezes (+1/-1)
+        self.holding = False  # the watchdog (or hold()) holds the present position
+        self.stopped_reason: str | None = None
+        self._last_failed: list[str] = []
+        self._started = False
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else "holding" if self.holding else "active" if self._started else "idle"
+        return f"SafeArm({self.arm!r}, {state})"
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_reason is not None
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> SafeArm:
+        """Check that the arm is a connected follower, cap the gripper's torque (RAM Torque_Limit), read the state
+        and take the present position as the reference of the step limit."""
+        if self.arm.spec.role != "follower":
+            raise SafetyConfigError(f"{self.arm.config.type} is a leader: SafeArm guards followers only")
+        self.arm.units  # noqa: B018  (raises ArmNotConnectedError before connect())
+        self.grasp = None
+        self._set_gripper_torque(self.config.gripper_torque_limit)
+        self.stopped_reason = None
+        self._reset_state(self.read())
+        self._started = True
+        return self
+
+    def _reset_state(self, readings: Readings) -> None:
+        self._goal = readings.positions.copy()
+        self._sent_t[:] = np.nan
+        self._last_action_t = readings.t
+        self._stall_since = [None] * len(self.names)
+        self.holding = False
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """What ``on_exit`` says: torque off, or hold the present position. A safety fault, a bus error, or an arm
+        already stopped always ends with torque off. Never raises over ``exc``."""
+        if not self._started:
+            return
+        self._started = False
+        hold = self.config.on_exit == "hold" and not self.stopped and not isinstance(exc, SafetyError | FeetechError)
+        try:
+            if hold:
+                self.hold()
+                return
+            failed = self._torque_off()
+            if failed:
+                log.error("torque may still be on for %s: switch the arm's power off", ", ".join(failed))
+        except Exception as err:  # the bus itself failed: say so, keep the original exception
+            if exc is None:
+                raise
+            log.error("while stopping the arm after %s: %s", type(exc).__name__, err)
+
+    def __enter__(self) -> SafeArm:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(exc)
+
+    # --------------------------------------------------------------------------------------------------- reading
+    def read(self) -> Readings:
+        """One SYNC_READ of Present_Position .. Status (10 bytes per servo). Fault bits do not raise here
+        (``check()`` decides)."""
+        data = self.arm.bus.sync_read_bytes(self.ids, BLOCK_ADDRESS, BLOCK_LENGTH, check_status=False)
+        n = len(self.ids)
+        raw = np.empty(n, np.int64)
+        vel = np.empty(n, np.int64)
+        load = np.empty(n)
+        volt = np.empty(n)
+        temp = np.empty(n)
+        status = np.empty(n, np.int64)
+        for k, servo_id in enumerate(self.ids):
+            b = data[servo_id]
+            raw[k] = _POS.decode(b[0:2])
+            vel[k] = _VEL.decode(b[2:4])
+            load[k] = _LOAD.decode(b[4:6]) / 1000.0
+            volt[k] = b[6] / 10.0
+            temp[k] = b[7]
+            status[k] = b[9]
+        positions = self.arm.units.to_units(raw).astype(np.float64)
+        readings = Readings(self.clock.now(), raw, positions, vel, load, volt, temp, status)
+        self.last_readings = readings
+        return readings
+
+    def check(self, readings: Readings | None = None) -> Readings:
+        """Read (unless given ``readings``), then: servo faults, temperatures, stalls, watchdog. Raises a
+        ``SafetyError`` after stopping the arm; returns the readings."""
+        if self.stopped:
+            raise EmergencyStopError(f"the arm is stopped ({self.stopped_reason}): call reset() to go on")
+        r = readings if readings is not None else self.read()
+        self.stats.checks += 1
+        faults = {self.names[k]: int(s) & FAULT_BITS for k, s in enumerate(r.status) if int(s) & FAULT_BITS}
+        if faults:
+            listing = "; ".join(f"{j}: {StatusBit(b).describe()}" for j, b in faults.items())
+            self._stop(f"servo fault: {listing}")
+            raise ServoFaultError(
+                f"servo fault, torque turned off: {listing}. Remove the cause (a blocked joint, the supply), "
+                "then reset() to re-enable torque",
+                faults,
+            )
+        self._check_temperature(r)
+        self._check_stall(r)
+        self._check_watchdog(r)
+        return r
+
+    def _check_temperature(self, r: Readings) -> None:
+        c = self.config
+        k = int(np.argmax(r.temperature))
+        if r.temperature[k] >= c.temperature_stop_c:
+            joint, temp = self.names[k], float(r.temperature[k])
+            self._stop(f"{joint} at {temp:.0f} C")
+            raise OverheatError(
+                f"{joint} is at {temp:.0f} C (stop threshold {c.temperature_stop_c:.0f} C): torque turned off. Let it "
+                "cool, and hold lighter or shorter (a gripper squeezing an object heats up)",
+                joint,
+                temp,
+            )
+        for k, temp in enumerate(r.temperature):
+            if temp >= c.temperature_warn_c and not self._hot[k]:
+                self._hot[k] = True
+                self.stats.temperature_warnings += 1
+                log.warning(
+                    "%s is at %.0f C (warning at %.0f C, stop at %.0f C)",
+                    self.names[k],
+                    temp,
+                    c.temperature_warn_c,
+                    c.temperature_stop_c,
+                )
+            elif temp < c.temperature_warn_c - 2:  # hysteresis: warn again after it cooled
+                self._hot[k] = False
+
+    def _check_stall(self, r: Readings) -> None:
+        c = self.config
+        error = self._goal - r.positions
+        loaded = np.abs(r.load) >= c.stall_load * self._torque_frac
+        off = np.abs(error) >= self._stall_error  # NaN goal (none sent): False
+        still = np.abs(r.velocity) * DEG_PER_STEP < c.stall_velocity_deg_s
+        for k, joint in enumerate(self.names):
+            if not (loaded[k] and off[k] and still[k]):
+                self._stall_since[k] = None
+                continue
+            since = self._stall_since[k]
+            if since is None:
+                self._stall_since[k] = r.t
+                continue
+            duration = r.t - since
+            if duration < c.stall_time_s - 1e-9:
+                continue
+            if k == self._grip and c.gripper_on_stall == "derate":
+                self._derate_grip(r, float(error[k]))
+                continue
+            unit = "" if k == self._grip else " deg"
+            message = (
+                f"{joint} stalled: load {abs(r.load[k]) * 100:.0f} % with its goal {error[k]:+.1f}{unit} away for "
+                f"{duration:.2f} s (it is pushing against something): torque turned off. Free the joint, then reset()"
+            )
+            self._stop(f"{joint} stalled")
+            raise StallError(message, joint, float(r.load[k]), float(error[k]), duration)
+
+    def _derate_grip(self, r: Readings, error: float) -> None:
+        """A grasp: keep squeezing, at ``gripper_hold_torque``, until the gripper is commanded to open."""
+        k = self._grip
+        self.grasp = math.copysign(1.0, error)
+        self._set_gripper_torque(self.config.gripper_hold_torque)
+        self._stall_since[k] = None
+        self.stats.gripper_derates += 1
+        log.info(
+            "gripper stalled at %.1f (a grasp?): torque limited to %.0f %%",
+            r.positions[k],
+            self.config.gripper_hold_torque * 100,
+        )
+
+    def _set_gripper_torque(self, fraction: float) -> None:
+        if self._grip is not None:
+            self.arm.bus.write(self.ids[self._grip], "Torque_Limit", round(fraction * 1000))
+        if fraction == self.config.gripper_torque_limit:
+            self.grasp = None
+
+    def _check_watchdog(self, r: Readings) -> None:
+        timeout = self.config.watchdog_timeout_s
+        if timeout is None or self.holding or self._last_action_t is None:
+            return
+        if r.t - self._last_action_t > timeout + 1e-9:
+            log.warning(
+                "no action for %.3f s (watchdog %.3f s): holding the present position",
+                r.t - self._last_action_t,
+                timeout,
+            )
+            self.stats.watchdog_holds += 1
+            self.hold(r)
+
+    # --------------------------------------------------------------------------------------------------- acting
+    def hold(self, readings: Readings | None = None) -> dict[str, float]:
+        """Hold the present position (send it as the goal of every joint); the next goal starts from there."""
+        if self.stopped:
+            raise EmergencyStopError(f"the arm is stopped ({self.stopped_reason}): call reset() to go on")
+        r = readings if readings is not None else self.read()
+        sent = self.arm.send_action(r.positions)
+        self._reset_state(r)
+        self.holding = True
+        return sent
+
+    def send_action(self, action: Mapping[str, float] | np.ndarray) -> SentAction:
+        """Clamp and send goals (LeRobot units; a dict with ``<motor>.pos`` keys, a subset allowed, or an array in
+        the names order). Returns what was sent, with ``.clamped`` naming the clamps that fired per key."""
+        if self.stopped:
+            raise EmergencyStopError(f"the arm is stopped ({self.stopped_reason}): call reset() to go on")
+        if not self._started:
+            raise SafetyError("SafeArm not started: use `with SafeArm(arm, clock) as safe:` or call start()")
+        idx, goal = self._parse(action)
+        now = self.clock.now()
+        lo, hi = self.arm.units.limits()
+        fired: dict[int, list[str]] = {}
+
+        def clamp(k: int, value: float, low: float, high: float, kind: str) -> float:
+            if value < low - 1e-9 or value > high + 1e-9:
+                fired.setdefault(k, []).append(kind)
+                return min(high, max(low, value))
+            return value
+
+        out = np.empty(len(idx))
+        for m, (k, g) in enumerate(zip(idx, goal, strict=True)):
+            g = clamp(k, float(g), float(lo[k]), float(hi[k]), "limits")
+            ref = self._goal[k]
+            if not math.isnan(ref):
+                step = float(self._step_cap[k])
+                last = self._sent_t[k]  # NaN: the first goal since start or a hold, the step limit only
+                dt = math.inf if math.isnan(last) else max(0.0, now - last)
+                if self._vel_cap[k] * dt < step:
+                    g = clamp(k, g, ref - self._vel_cap[k] * dt, ref + self._vel_cap[k] * dt, "velocity")
+                else:
+                    g = clamp(k, g, ref - step, ref + step, "step")
+            if k == self._grip and self.grasp is not None and not math.isnan(ref) and self.grasp * (g - ref) < 0:
+                self._set_gripper_torque(self.config.gripper_torque_limit)  # commanded to open: the grasp is over
+            out[m] = g
+        sent = self.arm.send_action({self.keys[k]: float(v) for k, v in zip(idx, out, strict=True)})
+        for k in idx:
+            self._goal[k] = sent[self.keys[k]]
+            self._sent_t[k] = now
+        self._last_action_t = now
+        self.holding = False
+        self.stats.actions += 1
+        clamped = {self.keys[k]: tuple(kinds) for k, kinds in fired.items()}
+        for k, kinds in fired.items():
+            self.stats.clamps.update(kinds)
+            self.stats.clamps_by_joint[self.names[k]] += 1
+        return SentAction(sent, clamped)
+
+    def _parse(self, action: Mapping[str, float] | np.ndarray) -> tuple[list[int], np.ndarray]:
+        if isinstance(action, Mapping):
+            idx, values = [], []
+            for key, value in action.items():
+                if not isinstance(key, str) or not key.endswith(".pos"):
+                    continue
+                name = key.removesuffix(".pos")
+                if name not in self.names:
+                    raise ValueError(f"unknown joint {key!r} in the action; this arm has {', '.join(self.keys)}")
+                idx.append(self.names.index(name))
+                values.append(float(value))
+            if not idx:
+                raise ValueError(f"the action has no joint goals; expected keys {', '.join(self.keys)}")
+            goal = np.asarray(values, dtype=np.float64)
+        else:
+            goal = np.asarray(action, dtype=np.float64).reshape(-1)
+            if goal.shape != (len(self.names),):
+                raise ValueError(
+                    f"an action array must have shape ({len(self.names)},) in the order {', '.join(self.keys)}; "
+                    f"got shape {np.shape(action)}"
+                )
+            idx = list(range(len(self.names)))
+        if not np.all(np.isfinite(goal)):
+            bad = [self.keys[k] for k, v in zip(idx, goal, strict=True) if not math.isfinite(v)]
+            raise ValueError(f"non-finite goal for {', '.join(bad)}: nothing was sent")
+        return idx, goal
+
+    # ---------------------------------------------------------------------------------------------------- stops
+    def emergency_stop(self, reason: str = "emergency_stop()") -> list[str]:
+        """Torque off on every servo now; the arm then takes no goals until ``reset()``. Returns the joints whose
+        torque could not be confirmed off (empty when all are off)."""
+        self._stop(reason)
+        return self._last_failed
+
+    def _stop(self, reason: str) -> None:
+        if self.stopped_reason is None:
+            self.stopped_reason = reason
+            self.stats.stops += 1
+        log.error("stopping the arm: %s", reason)
+        self._last_failed = self._torque_off()
+
+    def _torque_off(self) -> list[str]:
+        """One broadcast SYNC_WRITE Torque_Enable 0 (the fastest way), then read back and retry servo by servo."""
+        bus = self.arm.bus
+        try:
+            bus.sync_write("Torque_Enable", dict.fromkeys(self.ids, 0))
+        except FeetechError as exc:
+            log.error("broadcast torque off failed: %s", exc)
+        try:
+            enabled = bus.sync_read("Torque_Enable", self.ids, check_status=False)
+            pending = [i for i in self.ids if enabled[i] != 0]
+        except FeetechError:
+            pending = list(self.ids)
+        failed = []
+        for servo_id in pending:
+            try:
+                bus.write(servo_id, "Torque_Enable", 0, check_status=False)
+            except FeetechError as exc:
+                log.error("torque off failed on servo %d: %s", servo_id, exc)
+                failed.append(self.names[self.ids.index(servo_id)])
+        return failed
+
+    def reset(self) -> None:
+        """After a stop: re-enable torque holding the present position (the servos' latched faults clear if their
+        cause is gone; ``check()`` says if not) and accept goals again."""
+        self.stopped_reason = None
+        r = self.read()
+        self.arm.bus.sync_write("Goal_Position", {i: int(p) for i, p in zip(self.ids, r.raw, strict=True)})
+        self.arm.enable_torque()
+        self._set_gripper_torque(self.config.gripper_torque_limit)
+        self._hot[:] = False
+        self._reset_state(r)
+        self._started = True
