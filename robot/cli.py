@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
     p.set_defaults(func=cmd_bench_sim)
 
+    from sim import bench_loop  # the composition root may import sim/ (this module is light: stdlib at import)
+
+    bench_loop.add_parser(bsub)
+
     p = sub.add_parser("demo", help="the simulated demo")
     p.add_argument("--seconds", type=float, default=3.0, help="how long the servos follow the trajectory")
     p.add_argument("--seed", type=int, default=0, help="scene layout of the simulated episode")
