@@ -8,7 +8,7 @@ import sys
 
 from hardware.feetech import FeetechError
 
-from . import bus_cli, calibrate_cli, find_cli
+from . import bus_cli, calibrate_cli, find_cli, record_cli
 
 PORT_HELP = (
     "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
@@ -22,6 +22,14 @@ def resolve_port(port: str) -> str:
     return port
 
 
+def _sim_rig(args: argparse.Namespace):
+    """`--robot.port=sim` for record/teleoperate/replay: the simulated follower (with cameras), the expert-driven
+    simulated leader and the sim clock."""
+    from sim.teleop_rig import build_sim_rig_from_args
+
+    return build_sim_rig_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onboard", description="On-device policy runtime for low-cost robot arms.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (retries, timeouts)")
@@ -30,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     bus_cli.add_parser(sub, PORT_HELP)
     calibrate_cli.add_parser(sub, PORT_HELP, resolve_port)
     find_cli.add_parser(sub)
+    record_cli.add_parser(sub, PORT_HELP, sim_rig=_sim_rig)
 
     simp = sub.add_parser("sim", help="the simulated twin")
     ssub = simp.add_subparsers(dest="sim_cmd", required=True)
