@@ -57,6 +57,7 @@ class RecordControls:
         self.exit_early = False
         self.rerecord = False
         self.stop = False
+        self.estop = False
         self._sources: list[Callable[[], None]] = []
         self._closers: list[Callable[[], None]] = []
 
@@ -71,8 +72,14 @@ class RecordControls:
         elif command in ("stop", "q", "esc", "escape"):
             self.stop = True
             self.exit_early = True
+        elif command in ("estop", "e", "space", " "):
+            # emergency stop: torque off now, discard the episode in progress, end the session
+            self.estop = True
+            self.rerecord = True
+            self.stop = True
+            self.exit_early = True
         elif command:
-            log.warning("unknown record control %r (use next, rerecord or stop)", command)
+            log.warning("unknown record control %r (use next, rerecord, stop or estop)", command)
 
     def poll(self) -> None:
         for source in self._sources:
@@ -152,7 +159,9 @@ class RecordControls:
                     self.press("rerecord")
                 elif key == keyboard.Key.esc:
                     self.press("stop")
-                elif getattr(key, "char", None) in ("n", "r", "q"):
+                elif key == keyboard.Key.space:
+                    self.press("estop")
+                elif getattr(key, "char", None) in ("n", "r", "q", "e"):
                     self.press(key.char)
 
             listener = keyboard.Listener(on_press=on_press)
@@ -190,7 +199,8 @@ def _stdin_is_tty() -> bool:
 
 
 def parse_keys(data: bytes) -> list[str]:
-    """Terminal bytes -> commands: ESC [ C (right) / n: next; ESC [ D (left) / r: rerecord; a lone ESC / q: stop."""
+    """Terminal bytes -> commands: ESC [ C (right) / n: next; ESC [ D (left) / r: rerecord; a lone ESC / q: stop;
+    space / e: emergency stop (torque off at once)."""
     out: list[str] = []
     i = 0
     while i < len(data):
@@ -204,7 +214,9 @@ def parse_keys(data: bytes) -> list[str]:
             i += 3  # another escape sequence (up/down ...): ignored
         else:
             key = data[i : i + 1]
-            command = {b"\x1b": "stop", b"q": "stop", b"n": "next", b"r": "rerecord"}.get(key.lower())
+            command = {b"\x1b": "stop", b"q": "stop", b"n": "next", b"r": "rerecord", b" ": "estop", b"e": "estop"}.get(
+                key.lower()
+            )
             if command:
                 out.append(command)
             i += 1
@@ -349,6 +361,9 @@ class RecordSession:
 
     def _poll_controls(self, tick, stats) -> None:
         self.controls.poll()
+        if self.controls.estop:
+            failed = self.teleop.follower.emergency_stop()
+            self._event("emergency_stop", torque_off_unconfirmed=failed)
         if self.controls.exit_early:
             self.teleop.stop()
 
@@ -383,7 +398,7 @@ class RecordSession:
             report.loop.append(stats.summary())
             if self.hooks is not None:
                 self.hooks.end_episode()
-            if controls.rerecord and not controls.stop:
+            if controls.rerecord and (not controls.stop or controls.estop):
                 self.writer.discard_episode()
                 report.rerecorded += 1
                 self._event("episode_discarded", episode=index)

@@ -177,7 +177,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             controls.watch_file(args.control_file)
         keys = controls.watch_keyboard() if args.robot_port != "sim" else None
         if keys:
-            print("keys: right/n = next, left/r = re-record, Esc/q = stop", file=sys.stderr)
+            print("keys: right/n = next, left/r = re-record, Esc/q = stop, space/e = EMERGENCY STOP", file=sys.stderr)
         with _live_view(args) as live:
             report = record(
                 rig, config, robot=robot, teleop=teleop, controls=controls, on_event=_progress(config), on_sample=live

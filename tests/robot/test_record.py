@@ -247,3 +247,40 @@ def test_control_file_next_and_rerecord(tmp_path):
         "done",
     ]
     assert len(report.episodes_saved) == 1 and report.frames_saved == 1  # stopped at its first tick, saved
+
+
+def test_emergency_stop_key_turns_torque_off_and_discards_the_episode(tmp_path):
+    assert parse_keys(b" ") == ["estop"] and parse_keys(b"e") == ["estop"]
+    cal, root = tmp_path / "cal", tmp_path / "ds"
+    _calibrate(cal)
+    rig = build_sim_rig(robot_calibration=cal / "f.json", teleop_calibration=cal / "l.json")
+    from robot.record import RecordConfig, record
+
+    control = tmp_path / "control"
+    controls = RecordControls()
+    controls.watch_file(control)
+    events = []
+    torque_after: list[int] = []
+
+    def on_event(e):
+        events.append(e)
+        if e["event"] == "episode_start" and e["episode"] == 1:
+            control.write_text("estop\n")  # in the second episode
+        if e["event"] == "emergency_stop":  # read back from the emulated servos at that moment
+            torque_after.extend(s.read_register("Torque_Enable") for s in rig.sim.servos.values())
+
+    robot = ArmConfig(type="so101_follower", port=rig.robot_port, id="f", calibration_dir=cal)
+    leader = ArmConfig(type="so101_leader", port=rig.teleop_port, id="l", calibration_dir=cal)
+    config = RecordConfig(root=root, fps=FPS, num_episodes=3, episode_time_s=1.0, reset_time_s=0.2)
+    try:
+        report = record(rig, config, robot=robot, teleop=leader, controls=controls, on_event=on_event)
+    finally:
+        controls.close()
+        rig.close()
+    kinds = [e["event"] for e in events]
+    assert "emergency_stop" in kinds
+    estop = next(e for e in events if e["event"] == "emergency_stop")
+    assert estop["torque_off_unconfirmed"] == []  # every servo confirmed torque off
+    assert report.stopped and report.episodes_saved == [0]  # the first episode is kept, the stopped one is not
+    assert "episode_discarded" in kinds
+    assert torque_after == [0] * 6
