@@ -44,6 +44,15 @@ def add_parser(
             p.add_argument(f"--{prefix}.port", dest=f"{prefix}_port", required=True, metavar="PORT", help=port_help)
             p.add_argument(f"--{prefix}.id", dest=f"{prefix}_id", required=True, metavar="ID")
             p.add_argument(f"--{prefix}.calibration_dir", dest=f"{prefix}_calibration_dir", default=None)
+        if "robot" in prefixes:
+            p.add_argument(
+                "--robot.cameras",
+                dest="robot_cameras",
+                default=None,
+                metavar="SPEC",
+                help="real arm cameras, LeRobot's syntax: \"{front: {type: opencv, index_or_path: 0, width: 640, "
+                'height: 480, fps: 30}}" (JSON works too); `onboard find cameras` lists them',
+            )
         p.add_argument("--sim.seed", dest="sim_seed", type=int, default=0, help="sim: scene/task seed")
         p.add_argument("--sim.image_size", dest="sim_image_size", type=int, default=96, help="sim: camera px")
         p.add_argument("--sim.task", dest="sim_task", default=None, help="sim: touch, pick or place (default: any)")
@@ -89,7 +98,44 @@ def _rig(args: argparse.Namespace) -> Rig:
         if args.sim_rig is None:
             raise RobotError("--robot.port=sim needs the simulation (run through the `onboard` command)")
         return args.sim_rig(args)
-    return Rig(robot_port=args.robot_port, teleop_port=getattr(args, "teleop_port", None), clock=WallClock())
+    cameras = parse_cameras(getattr(args, "robot_cameras", None))
+    return Rig(
+        robot_port=args.robot_port, teleop_port=getattr(args, "teleop_port", None), cameras=cameras, clock=WallClock()
+    )
+
+
+def parse_cameras(spec: str | None) -> dict:
+    """``--robot.cameras`` (LeRobot's flow-style mapping, or JSON) -> {name: OpenCVCamera} (not connected)."""
+    if not spec:
+        return {}
+    try:
+        import yaml
+
+        data = yaml.safe_load(spec)
+    except ImportError:
+        import json
+
+        data = json.loads(spec)
+    except Exception as exc:
+        raise RobotError(f"--robot.cameras is not a mapping I can read ({exc}); example: {CAMERA_EXAMPLE}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise RobotError(f"--robot.cameras must map camera names to settings, e.g. {CAMERA_EXAMPLE}")
+    from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
+
+    cameras = {}
+    for name, cfg in data.items():
+        cfg = dict(cfg)
+        kind = cfg.pop("type", "opencv")
+        if kind != "opencv":
+            raise RobotError(f"camera {name!r}: type {kind!r} is not supported yet (opencv is)")
+        try:
+            cameras[str(name)] = OpenCVCamera(OpenCVCameraConfig(**cfg), name=str(name))
+        except (TypeError, ValueError) as exc:
+            raise RobotError(f"camera {name!r}: {exc}") from exc
+    return cameras
+
+
+CAMERA_EXAMPLE = '"{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}}"'
 
 
 def _arms(args: argparse.Namespace, rig: Rig) -> tuple[ArmConfig, ArmConfig | None]:

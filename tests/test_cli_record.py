@@ -59,3 +59,23 @@ def test_teleoperate_record_with_live_view_then_replay(tmp_path, capsys):
     out = capsys.readouterr().out
     worst = max(float(x) for x in out.split("max |state - recorded|:")[1].split(","))
     assert worst < 6.0  # degrees: the recorded follower states are reproduced
+
+
+def test_robot_cameras_flag_uses_lerobots_syntax():
+    import pytest
+
+    from robot.errors import RobotError
+    from robot.record_cli import parse_cameras
+
+    cams = parse_cameras(
+        "{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}, top: {index_or_path: /dev/video2}}"
+    )
+    assert set(cams) == {"front", "top"}
+    assert cams["front"].config.width == 640 and cams["front"].config.fps == 30
+    assert cams["top"].config.index_or_path == "/dev/video2"
+    assert parse_cameras('{"side": {"index_or_path": 1}}')["side"].config.index_or_path == 1
+    assert parse_cameras(None) == {}
+    with pytest.raises(RobotError, match="not supported"):
+        parse_cameras("{front: {type: intelrealsense, serial_number_or_name: x}}")
+    with pytest.raises(RobotError, match="map camera names"):
+        parse_cameras("[1, 2]")
