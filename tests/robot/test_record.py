@@ -18,7 +18,6 @@ from robot.arm import ArmConfig
 from robot.cli import main as onboard
 from robot.record import RecordControls, connected_arms, episode_actions, parse_keys
 from robot.replay import replay_episode
-from sim.record_sim import main as record_sim
 from sim.teleop_rig import build_sim_rig
 from tests.conftest import require
 
@@ -87,7 +86,7 @@ def recorded(tmp_path_factory):
         "--dataset.capture_time=true",
         f"--status_file={status}",
     )
-    assert record_sim(args) == 0
+    assert onboard(args) == 0
     events = [json.loads(line) for line in status.read_text().splitlines()]
     return cal, root, events
 
@@ -156,7 +155,7 @@ def test_killed_recording_keeps_saved_episodes(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.record_sim", *args],
+        [sys.executable, "-m", "robot.cli", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -193,7 +192,7 @@ def test_killed_recording_keeps_saved_episodes(tmp_path):
     args = _record_args(
         cal, root, "--dataset.num_episodes=1", "--dataset.episode_time_s=1", "--dataset.reset_time_s=0", "--resume=true"
     )
-    assert record_sim(args) == 0
+    assert onboard(args) == 0
     ds = lrd.LeRobotDataset("local/sim_record", root=root, video_backend="pyav")
     assert ds.meta.total_episodes == 3 and ds.num_frames == 2 * 6 * FPS + FPS
 
