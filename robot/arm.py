@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -223,6 +223,40 @@ class ArmConfig:
 
 
 # -------------------------------------------------------------------------------------------------------------- arm
+def parse_action(
+    action: Mapping[str, float] | np.ndarray, names: Sequence[str], keys: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """An action (a dict of ``<joint>.pos`` goals, a subset allowed, other keys ignored; or an array in ``names``
+    order) -> (joint indices, float64 goals). Raises ValueError for unknown joints, a wrong shape or non-finite goals:
+    nothing may be sent then."""
+    if isinstance(action, Mapping):
+        idx, values = [], []
+        for key, value in action.items():
+            if not isinstance(key, str) or not key.endswith(".pos"):
+                continue
+            name = key.removesuffix(".pos")
+            if name not in names:
+                raise ValueError(f"unknown joint {key!r} in the action; this arm has {', '.join(keys)}")
+            idx.append(list(names).index(name))
+            values.append(float(value))
+        if not idx:
+            raise ValueError(f"the action has no joint goals; expected keys {', '.join(keys)}")
+        goal = np.asarray(values, dtype=np.float64)
+        order = np.asarray(idx)
+    else:
+        goal = np.asarray(action, dtype=np.float64).reshape(-1)
+        if goal.shape != (len(names),):
+            raise ValueError(
+                f"an action array must have shape ({len(names)},) in the order {', '.join(keys)}; "
+                f"got shape {np.shape(action)}"
+            )
+        order = np.arange(len(names))
+    if not np.all(np.isfinite(goal)):
+        bad = [keys[i] for i, v in zip(order, goal, strict=True) if not math.isfinite(v)]
+        raise ValueError(f"non-finite goal for {', '.join(bad)}: nothing was sent")
+    return order, goal
+
+
 class Arm:
     """An SO arm on a Feetech bus. Cheap to construct (touches no device); ``connect()`` opens the bus.
 
@@ -562,29 +596,4 @@ class Arm:
         return {self.spec.keys[i]: float(v) for i, v in zip(idx, sent, strict=True)}
 
     def _goals(self, action: Mapping[str, float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(action, Mapping):
-            idx, values = [], []
-            for key, value in action.items():
-                if not isinstance(key, str) or not key.endswith(".pos"):
-                    continue
-                name = key.removesuffix(".pos")
-                if name not in self.ids:
-                    raise ValueError(f"unknown joint {key!r} in the action; this arm has {', '.join(self.spec.keys)}")
-                idx.append(self.names.index(name))
-                values.append(value)
-            if not idx:
-                raise ValueError(f"the action has no joint goals; expected keys {', '.join(self.spec.keys)}")
-            goal = np.asarray(values, dtype=np.float64)
-            order = np.asarray(idx)
-        else:
-            goal = np.asarray(action, dtype=np.float64)
-            if goal.shape != (len(self.names),):
-                raise ValueError(
-                    f"an action array must have shape ({len(self.names)},) in the order {', '.join(self.spec.keys)}; "
-                    f"got shape {goal.shape}"
-                )
-            order = np.arange(len(self.names))
-        if not np.all(np.isfinite(goal)):
-            bad = [self.spec.keys[i] for i, v in zip(order, goal, strict=True) if not math.isfinite(v)]
-            raise ValueError(f"non-finite goal for {', '.join(bad)}: nothing was sent")
-        return order, goal
+        return parse_action(action, self.names, self.spec.keys)

@@ -41,7 +41,7 @@ import numpy as np
 from hardware.feetech.errors import FeetechError, StatusBit
 from hardware.feetech.tables import REGISTERS
 
-from .arm import Arm
+from .arm import Arm, parse_action
 from .clock import Clock
 from .errors import (
     EmergencyStopError,
@@ -472,31 +472,8 @@ class SafeArm:
         return SentAction(sent, clamped)
 
     def _parse(self, action: Mapping[str, float] | np.ndarray) -> tuple[list[int], np.ndarray]:
-        if isinstance(action, Mapping):
-            idx, values = [], []
-            for key, value in action.items():
-                if not isinstance(key, str) or not key.endswith(".pos"):
-                    continue
-                name = key.removesuffix(".pos")
-                if name not in self.names:
-                    raise ValueError(f"unknown joint {key!r} in the action; this arm has {', '.join(self.keys)}")
-                idx.append(self.names.index(name))
-                values.append(float(value))
-            if not idx:
-                raise ValueError(f"the action has no joint goals; expected keys {', '.join(self.keys)}")
-            goal = np.asarray(values, dtype=np.float64)
-        else:
-            goal = np.asarray(action, dtype=np.float64).reshape(-1)
-            if goal.shape != (len(self.names),):
-                raise ValueError(
-                    f"an action array must have shape ({len(self.names)},) in the order {', '.join(self.keys)}; "
-                    f"got shape {np.shape(action)}"
-                )
-            idx = list(range(len(self.names)))
-        if not np.all(np.isfinite(goal)):
-            bad = [self.keys[k] for k, v in zip(idx, goal, strict=True) if not math.isfinite(v)]
-            raise ValueError(f"non-finite goal for {', '.join(bad)}: nothing was sent")
-        return idx, goal
+        order, goal = parse_action(action, self.names, self.keys)
+        return [int(k) for k in order], goal
 
     # ---------------------------------------------------------------------------------------------------- stops
     def emergency_stop(self, reason: str = "emergency_stop()") -> list[str]:
