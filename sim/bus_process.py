@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .child import ChildServer
 
 # What the control channel may touch: (target kind, attribute) -> call (True) or read (False).
 _ALLOWED = {
@@ -41,27 +41,6 @@ _ALLOWED = {
     ("servo", "baudrate"): False,
     ("servo", "id"): False,
 }
-
-
-def stop_child(proc: subprocess.Popen) -> None:
-    """End a child served over stdin/stdout: closing its stdin ends its request loop (it stops its server and exits);
-    terminate, then kill, if it hangs."""
-    try:
-        if proc.stdin is not None:
-            proc.stdin.close()
-    except OSError:
-        pass
-    try:
-        proc.wait(5.0)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 @dataclass(frozen=True)
@@ -105,12 +84,15 @@ class RemoteServo:
         return f"RemoteServo(id={self._id})"
 
 
-class BusProcess:
+class BusProcess(ChildServer):
     """``SimBus`` + ``PtyBusServer`` in a child process (see the module docstring). ``path`` is the pty to open.
 
     ``boost``: run the child ahead of ordinary processes where the OS allows it (real-time round-robin, else nice
     -10), so that the "servos" answer in time on a loaded machine as real ones would; off: normal priority.
     """
+
+    module = "sim.bus_process"
+    what = "the emulated bus process"
 
     def __init__(
         self,
@@ -123,47 +105,8 @@ class BusProcess:
         self.servos = [s if isinstance(s, ServoSpec) else ServoSpec(int(s)) for s in servos]
         self.wire_time = bool(wire_time)
         self.boost = bool(boost)
-        self.start_timeout_s = float(start_timeout_s)
-        self.path: str | None = None
-        self._proc: subprocess.Popen | None = None
-
-    # --- lifecycle --------------------------------------------------------------------------------------------------
-    def __enter__(self) -> BusProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> str:
-        if self._proc is not None:
-            raise RuntimeError("BusProcess already started")
-        spec = json.dumps(
-            {"servos": [asdict(s) for s in self.servos], "wire_time": self.wire_time, "boost": self.boost}
-        )
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "sim.bus_process", spec],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-            bufsize=1,
-        )
-        try:
-            hello = self._readline(self.start_timeout_s)
-            self.path = json.loads(hello)["path"]
-        except BaseException:
-            self.stop()
-            raise
-        return self.path
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        stop_child(proc)
+        spec = {"servos": [asdict(s) for s in self.servos], "wire_time": self.wire_time, "boost": self.boost}
+        super().__init__(spec, start_timeout_s)
 
     # --- the servos -------------------------------------------------------------------------------------------------
     def servo(self, servo_id: int) -> RemoteServo:
@@ -186,30 +129,9 @@ class BusProcess:
         return self._request("bus", None, "ids")
 
     # --- the control channel ----------------------------------------------------------------------------------------
-    def _readline(self, timeout_s: float) -> str:
-        proc = self._proc
-        if proc is None or proc.stdout is None:
-            raise RuntimeError("BusProcess is not running")
-        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
-        line = proc.stdout.readline() if ready else ""
-        if not line:
-            code = proc.poll()
-            raise RuntimeError(
-                "the emulated bus process "
-                + (f"exited with code {code}" if code is not None else f"did not answer within {timeout_s} s")
-            )
-        return line
-
     def _request(self, kind: str, target: int | None, name: str, args: list | None = None, kwargs=None) -> Any:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
-            raise RuntimeError("BusProcess is not running: use `with BusProcess(...) as proc:`")
         msg = {"kind": kind, "target": target, "name": name, "args": args, "kwargs": kwargs or {}}
-        proc.stdin.write(json.dumps(msg) + "\n")
-        proc.stdin.flush()
-        reply = json.loads(self._readline(10.0))
-        if "error" in reply:
-            raise RuntimeError(f"emulated bus: {name}: {reply['error']}")
+        reply = self._send(msg, 10.0)
         value = reply.get("value")
         return bytes.fromhex(value) if reply.get("bytes") else value
 

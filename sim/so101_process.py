@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import os
 import select
-import subprocess
 import sys
 from typing import Any
 
 import numpy as np
 
-from .bus_process import stop_child
+from .child import ChildServer
 
 # Requests the child accepts (name -> what it does there). Kept small on purpose: this is not an RPC framework.
 _REQUESTS = (
@@ -47,12 +46,15 @@ _REQUESTS = (
 )
 
 
-class SO101Process:
+class SO101Process(ChildServer):
     """``SimulatedSO101`` + ``RealTimeRunner`` + ``PtyBusServer`` in a child process (module docstring).
 
     ``path`` is the pty to open once started. ``seed``/``uncalibrated``/``scene`` build the arm as
     ``SimulatedSO101`` does; ``wire_time`` is the pty server's; ``rate`` the runner's (1.0 = real time).
     """
+
+    module = "sim.so101_process"
+    what = "the simulated arm's process"
 
     def __init__(
         self,
@@ -64,49 +66,8 @@ class SO101Process:
         rate: float = 1.0,
         start_timeout_s: float = 60.0,
     ):
-        self.spec = {"seed": seed, "uncalibrated": uncalibrated, "scene": scene, "wire_time": wire_time, "rate": rate}
-        self.start_timeout_s = float(start_timeout_s)
-        self.path: str | None = None
-        self._proc: subprocess.Popen | None = None
-
-    # --- lifecycle --------------------------------------------------------------------------------------------------
-    def __enter__(self) -> SO101Process:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> str:
-        if self._proc is not None:
-            raise RuntimeError("SO101Process already started")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "sim.so101_process", json.dumps(self.spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-            bufsize=1,
-        )
-        try:
-            self.path = self._reply(self.start_timeout_s)["path"]
-        except BaseException:
-            self.stop()
-            raise
-        return self.path
-
-    def stop(self) -> None:
-        """Close the control channel (the child stops its runner and server and exits); kill it if it hangs."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        stop_child(proc)
+        spec = {"seed": seed, "uncalibrated": uncalibrated, "scene": scene, "wire_time": wire_time, "rate": rate}
+        super().__init__(spec, start_timeout_s)
 
     # --- the simulation side ----------------------------------------------------------------------------------------
     @property
@@ -151,30 +112,8 @@ class SO101Process:
         return self._request("dropped_s")
 
     # --- the control channel ----------------------------------------------------------------------------------------
-    def _reply(self, timeout_s: float) -> Any:
-        proc = self._proc
-        if proc is None or proc.stdout is None:
-            raise RuntimeError("SO101Process is not running: use `with SO101Process(...) as arm:`")
-        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
-        line = proc.stdout.readline() if ready else ""
-        if not line:
-            code = proc.poll()
-            raise RuntimeError(
-                "the simulated arm's process "
-                + (f"exited with code {code}" if code is not None else f"did not answer within {timeout_s} s")
-            )
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"simulated arm: {reply['error']}")
-        return reply
-
     def _request(self, name: str, *args: Any) -> Any:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
-            raise RuntimeError("SO101Process is not running: use `with SO101Process(...) as arm:`")
-        proc.stdin.write(json.dumps({"name": name, "args": args}) + "\n")
-        proc.stdin.flush()
-        return self._reply(30.0).get("value")
+        return self._send({"name": name, "args": args}, 30.0).get("value")
 
 
 # --------------------------------------------------------------------------------------------------- the child
