@@ -1,0 +1,75 @@
+"""Configuration of the project's small VLA (vision-language-action) policy."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    """Two RGB cameras + joint state + an instruction embedding -> a chunk of future actions.
+
+    Defaults give ~1.6 M trainable parameters (CPU-trainable); the text encoder (all-MiniLM-L6-v2) is frozen and
+    lives outside the model, which takes its 384-d embedding as an input.
+    """
+
+    cameras: tuple[str, ...] = ("front", "wrist")  # observation.images.<camera>
+    image_size: int = 96  # square images; other sizes are resized inside the model
+    state_dim: int = 6
+    action_dim: int = 6
+    chunk_size: int = 20  # T future actions (at 30 Hz: 0.67 s)
+    text_dim: int = 384
+    conv_channels: tuple[int, ...] = (32, 64, 96, 128)  # one stride-2 stage each: 96 -> 48 -> 24 -> 12 -> 6
+    d_model: int = 128
+    n_heads: int = 4
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    ffn_mult: int = 4
+    dropout: float = 0.1
+    std_min: float = 1e-3  # floor on dataset std when normalising (a joint that never moved must not blow up)
+
+    def __post_init__(self):
+        if isinstance(self.cameras, list):
+            object.__setattr__(self, "cameras", tuple(self.cameras))
+        if isinstance(self.conv_channels, list):
+            object.__setattr__(self, "conv_channels", tuple(self.conv_channels))
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be distinct names, e.g. ('front', 'wrist'); got {self.cameras}")
+        for name in ("image_size", "state_dim", "action_dim", "chunk_size", "text_dim", "d_model", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.conv_channels or min(self.conv_channels) < 1:
+            raise ValueError(f"conv_channels must be positive channel counts, got {self.conv_channels}")
+        if self.image_size % (2 ** len(self.conv_channels)) != 0:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2**len(conv_channels) = "
+                f"{2 ** len(self.conv_channels)} (each conv stage halves the image); change one of them"
+            )
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_encoder_layers < 0 or self.n_decoder_layers < 1:
+            raise ValueError("need n_encoder_layers >= 0 and n_decoder_layers >= 1")
+        if self.ffn_mult < 1:
+            raise ValueError(f"ffn_mult must be >= 1, got {self.ffn_mult}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.std_min <= 0:
+            raise ValueError(f"std_min must be > 0, got {self.std_min}")
+
+    @property
+    def feature_size(self) -> int:
+        """Side of the spatial feature map per camera (tokens per camera = feature_size**2)."""
+        return self.image_size // 2 ** len(self.conv_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VLAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown VLAConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
