@@ -53,6 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.set_defaults(func=cmd_sim_serve_bus)
 
+    p = sub.add_parser(
+        "train",
+        help="train the small VLA on LeRobot v3.0 datasets (CPU; checkpoints, resume, periodic evaluation in sim)",
+    )
+    p.add_argument("--dataset.root", dest="dataset_roots", action="append", required=True, help="repeatable")
+    p.add_argument("--output_dir", required=True, help="run folder: checkpoints/<step>/, last/, train_config.json")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--save_every", type=int, default=1000)
+    p.add_argument("--eval_every", type=int, default=0, help="evaluate in simulation every N steps (0: never)")
+    p.add_argument("--eval.n", dest="eval_n", type=int, default=10, help="episodes per evaluation")
+    p.add_argument("--eval.task", dest="eval_task", default="pick", help="task to evaluate (touch, pick, place)")
+    p.add_argument("--model.chunk_size", dest="chunk_size", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
     dsp = sub.add_parser("dataset", help="LeRobot v3.0 datasets: verify, info, repair")
     dsub = dsp.add_subparsers(dest="dataset_cmd", required=True)
     for name, text in (
@@ -212,6 +230,37 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
         print(f"  {name}: {args.n} episodes in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
     print(f"scripted expert on the {args.stack} stack, seeds {args.seed0}..{args.seed0 + args.n - 1}")
     print(format_table(reports))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from policies.train import TrainConfig, train
+    from policies.vla.config import VLAConfig
+
+    cfg = TrainConfig(
+        datasets=tuple(args.dataset_roots),
+        output_dir=args.output_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        save_every=args.save_every,
+        eval_every=args.eval_every,
+        threads=args.threads,
+        model=VLAConfig(chunk_size=args.chunk_size),
+    )
+    evaluate = None
+    if args.eval_every:
+
+        def evaluate(checkpoint, step):
+            from sim.policy_eval import evaluate_checkpoint
+
+            return evaluate_checkpoint(checkpoint, task=args.eval_task, n=args.eval_n, seed0=100_000)
+
+    try:
+        train(cfg, resume=args.resume, evaluate=evaluate)
+    except (FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
