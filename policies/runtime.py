@@ -243,16 +243,17 @@ class _RunnerBase:
 
     def _serve(self, n: int, observation: dict | None) -> np.ndarray:
         self.stats.ticks += 1
-        if self._plan.left(n):
-            action = self._plan.actions[0].copy()
-        else:
-            if self._had_chunk:
-                self.stats.starved_ticks += 1
-            else:
-                self.stats.warmup_ticks += 1
-            action = self._hold(observation)
+        action = self._plan.actions[0].copy() if self._plan.left(n) else self._starved(observation)
         self._last = action
         return action.copy()
+
+    def _starved(self, observation: dict | None) -> np.ndarray:
+        """No planned action this tick: count it (warm-up before the first chunk, starved after) and hold."""
+        if self._had_chunk:
+            self.stats.starved_ticks += 1
+        else:
+            self.stats.warmup_ticks += 1
+        return self._hold(observation)
 
     def _reset_state(self) -> None:
         self._plan = _Plan()
@@ -527,14 +528,7 @@ class SyncRunner(_RunnerBase):
                     self.stats.chunks += 1
                     self._had_chunk = True
         self.stats.ticks += 1
-        if self._queue:
-            action = np.array(self._queue.pop(0), np.float32)
-        else:
-            if self._had_chunk:
-                self.stats.starved_ticks += 1
-            else:
-                self.stats.warmup_ticks += 1
-            action = self._hold(observation)
+        action = np.array(self._queue.pop(0), np.float32) if self._queue else self._starved(observation)
         self._last = action
         return action.copy()
 
