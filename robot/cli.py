@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("export", help="a trained checkpoint -> an ONNX bundle that runs with onnxruntime, no torch")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (e.g. runs/vla/last)")
+    p.add_argument("--output_dir", required=True, help="bundle folder")
+    p.set_defaults(func=cmd_export)
+
     dsp = sub.add_parser("dataset", help="LeRobot v3.0 datasets: verify, info, repair")
     dsub = dsp.add_subparsers(dest="dataset_cmd", required=True)
     for name, text in (
@@ -261,6 +266,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from policies.bundle import export_bundle
+
+    out = export_bundle(args.checkpoint, args.output_dir)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    print(f"bundle written to {out} ({size:.1f} MB); run it with policies.onnx_policy.OnnxVLAPolicy (no torch)")
     return 0
 
 

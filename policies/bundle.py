@@ -1,0 +1,39 @@
+"""`onboard export`: a trained VLA checkpoint -> a bundle that runs with onnxruntime and no torch.
+
+    <bundle>/vla.onnx           state, images (uint8, B x 3 x H x W), instruction embedding -> action chunk
+    <bundle>/text/              the sentence encoder: text_encoder.onnx + tokenizer.json (tokenizers library)
+    <bundle>/bundle.json        format, model config, input names, what made it
+
+Exporting needs torch (``onboard[train]``); running the bundle needs only ``onboard[onnx]`` (``OnnxVLAPolicy``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+FORMAT = "onboard-vla-onnx/1"
+
+
+def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    from .text import export_text_onnx
+    from .vla.checkpoint import load_checkpoint
+    from .vla.export import export_onnx, input_names
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, config, _stats = load_checkpoint(checkpoint)
+    export_onnx(model, out / "vla.onnx")
+    export_text_onnx(out / "text")
+    manifest = {
+        "format": FORMAT,
+        "config": config.to_dict(),
+        "inputs": input_names(model),
+        "outputs": ["action"],
+        "checkpoint": str(Path(checkpoint).resolve()),
+    }
+    tmp = out / ".bundle.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out / "bundle.json")  # written last: a bundle without it is incomplete
+    return out
