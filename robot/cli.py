@@ -145,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/demo.mp4", help="video of the simulated episode")
     p.add_argument("--bus-only", action="store_true", help="only the servo-bus part")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="a policy on N simulated episodes: success rate with 95%% CI, videos, report")
+    p.add_argument("--policy.path", dest="policy_path", default=None, help="checkpoint or ONNX bundle folder")
+    p.add_argument("--policy.type", dest="policy_type", choices=["vla", "onnx", "expert"], default=None)
+    p.add_argument("--task", default="pick", help="touch, pick or place (default pick)")
+    p.add_argument("--color", default="all", choices=["red", "green", "blue", "all"])
+    p.add_argument("--instruction", default=None, help="tell the policy this instead of the seed's phrasing")
+    p.add_argument("--split", default="train", choices=["train", "held_out"], help="which phrasings to draw")
+    p.add_argument("--n", type=int, default=50, help="episodes (default 50)")
+    p.add_argument("--seed0", type=int, default=100_000, help="first seed (default 100000: never used in training)")
+    p.add_argument("--latency", default="0ms", help="emulated inference latency, e.g. 200ms; 'wall': measured")
+    p.add_argument("--runner", default="async", choices=["async", "sync"])
+    p.add_argument("--videos", type=int, default=0, help="write videos of the first N episodes")
+    p.add_argument("--output_dir", default="outputs/eval", help="report.json, summary.png, videos/")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -350,6 +365,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nthe simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
     result = show("pick", "red", seed=args.seed, out=args.out, viewer=False)
     return 0 if result["success"] else 1
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sim.evaluate import config_from_args, evaluate
+
+    try:
+        evaluate(config_from_args(args))
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
