@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
     p.set_defaults(func=cmd_bench_sim)
 
+    p = bsub.add_parser("policy", help="VLA inference latency: eager torch vs onnxruntime vs LeRobot's ACT")
+    p.add_argument("--n", type=int, default=200, help="timed calls per backend (default 200)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument("--checkpoint", default=None, help="a VLA checkpoint (default: random default-config model)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=cmd_bench_policy)
+
     from sim import bench_loop  # the composition root may import sim/ (this module is light: stdlib at import)
 
     bench_loop.add_parser(bsub)
@@ -312,6 +319,14 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
 
     argv = ["--seconds", str(args.seconds), "--size", str(args.size), "--rate", str(args.rate)]
     return int(bench_main([*argv, "--repeat", str(args.repeat)]) or 0)
+
+
+def cmd_bench_policy(args: argparse.Namespace) -> int:
+    from policies.bench import main as bench_main
+
+    argv = ["--n", str(args.n), "--threads", str(args.threads)]
+    argv += ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    return int(bench_main([*argv, *(["--json", args.json] if args.json else [])]) or 0)
 
 
 def _calibrate_simulated_arm(args: argparse.Namespace) -> int:
