@@ -322,7 +322,7 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_policy(args: argparse.Namespace) -> int:
-    from policies.bench import main as bench_main
+    from sim.bench_policy import main as bench_main
 
     argv = ["--n", str(args.n), "--threads", str(args.threads)]
     argv += ["--checkpoint", args.checkpoint] if args.checkpoint else []

@@ -29,27 +29,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from hardware.camera import Camera, CameraError, Frame
+from policies.runtime import percentiles  # one definition of the loop's and the runtime's statistics
 
 from .clock import Clock
 
 MAX_SAMPLES = 100_000  # per series: the newest samples are kept (about an hour at 30 Hz)
-
-
-def percentiles(samples) -> dict[str, float]:
-    """{"p50", "p99", "max", "mean", "n"} of a series (NaN when empty)."""
-    a = np.asarray(samples, dtype=np.float64)
-    if a.size == 0:
-        return {"p50": math.nan, "p99": math.nan, "max": math.nan, "mean": math.nan, "n": 0}
-    return {
-        "p50": float(np.percentile(a, 50)),
-        "p99": float(np.percentile(a, 99)),
-        "max": float(a.max()),
-        "mean": float(a.mean()),
-        "n": int(a.size),
-    }
 
 
 class StageTimer:

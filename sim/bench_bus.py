@@ -300,16 +300,23 @@ def format_table(results: Results) -> str:
     return "\n".join(out)
 
 
+def machine_lines(m: dict) -> list[str]:
+    """The `machine:` and `python:` lines every benchmark prints (from ``machine_info()`` plus its "versions")."""
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
+    after = f" (after: {m['loadavg_after']})" if m.get("loadavg_after") is not None else ""
+    return [
+        f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} total), {m['cpu']}; {m['platform']}; "
+        f"load average {m['loadavg']}{after}",
+        f"python:  {m['implementation']} {m['python']}; {versions}",
+    ]
+
+
 def _header(results: Results) -> str:
-    m = results.machine
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)  # type: ignore[union-attr]
     return "\n".join(
         [
             f"command: {results.command}",
             f"argv:    {' '.join(results.argv)}",
-            f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} total), {m['cpu']}; {m['platform']}; "
-            f"load average {m['loadavg']}",
-            f"python:  {m['implementation']} {m['python']}; {versions}",
+            *machine_lines(results.machine),
             f"bus:     6 emulated STS3215 (ids 1-6) at {BAUD} baud; n = {results.n} round trips per row after "
             f"{results.warmup} warm-up",
             f"wire-time limit at 1 Mbaud (10 bits/byte): SYNC_READ {READ_REQUEST} + {len(IDS)}x{6 + SIZE} bytes = "

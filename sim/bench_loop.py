@@ -49,7 +49,7 @@ from robot.clock import WallClock
 from robot.loop import CameraTap, ControlLoop, Tick
 from robot.safety import BLOCK_ADDRESS, BLOCK_LENGTH, SafeArm
 
-from .bench_bus import machine_info
+from .bench_bus import machine_info, machine_lines
 
 BAUD = 1_000_000
 IDS = [1, 2, 3, 4, 5, 6]
@@ -269,13 +269,10 @@ def format_table(runs: list[dict]) -> str:
 
 
 def header(report: dict) -> str:
-    m = report["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    m = {k: v for k, v in report["machine"].items() if k != "loadavg_after"}  # the header is printed before the run
     lines = [
         f"command: {report['command']}",
-        f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} total), {m['cpu']}; {m['platform']}; "
-        f"load average {m['loadavg']}",
-        f"python:  {m['implementation']} {m['python']}; {versions}",
+        *machine_lines(m),
         "clock:   WallClock (time.monotonic, sleep then spin the last 1 ms to absolute deadlines t0 + i*dt)",
         "tick:    SafeArm.check (1 SYNC_READ, Present_Position..Status of 6 servos) + CameraTap.read (read_latest "
         "x2) + SafeArm.send_action (1 SYNC_WRITE of Goal_Position)",

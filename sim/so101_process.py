@@ -125,13 +125,12 @@ def _serve(spec: dict) -> int:
     a single thread that steps the physics when a step is due and answers the bus when bytes arrive has nobody to
     wait for.
     """
-    import errno
     import gc
     import heapq
     import time
     import tty
 
-    from sim.transport.pty_server import line_baud
+    from sim.transport.pty_server import line_baud, read_master
 
     from .physics import RealTimeRunner, World
     from .so101 import SimulatedSO101
@@ -196,14 +195,7 @@ def _serve(spec: dict) -> int:
             except InterruptedError:
                 continue
             if master in ready:
-                try:
-                    data = os.read(master, 4096)
-                except BlockingIOError:
-                    data = b""
-                except OSError as exc:
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""
+                data = read_master(master)
                 if data:
                     runner.poll()  # the servos answer with the state of now
                     t, now = arm.bus.clock(), time.monotonic()

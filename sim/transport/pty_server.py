@@ -57,6 +57,20 @@ def line_baud(fd: int) -> int:
         return 0
 
 
+def read_master(master: int) -> bytes:
+    """What the client wrote, from the pty master (non-blocking). EIO (no client side open: cannot happen while the
+    server holds the slave, but be safe) reads as nothing."""
+    try:
+        return os.read(master, 4096)
+    except BlockingIOError:
+        return b""
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
+        time.sleep(0.01)
+        return b""
+
+
 class PtyBusServer:
     """Serve ``bus`` on a fresh pseudo-terminal; ``path`` is the device a client opens (``start``/``stop``/``with``)."""
 
@@ -139,15 +153,7 @@ class PtyBusServer:
                 if self._stopping:
                     break
             if master in ready:
-                try:
-                    data = os.read(master, 4096)
-                except BlockingIOError:
-                    data = b""
-                except OSError as exc:
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""  # no client side open (cannot happen while we hold the slave, but be safe)
-                    time.sleep(0.01)
+                data = read_master(master)
                 if data:
                     t = self.bus.clock()
                     now = time.monotonic()

@@ -1,5 +1,5 @@
 """`onboard bench policy`: per-chunk inference latency of the VLA in eager torch and in onnxruntime, and of
-LeRobot's ACT on the same inputs (``python -m policies.bench``).
+LeRobot's ACT on the same inputs (``python -m sim.bench_policy``).
 
 Each backend runs batch 1 (one observation: state, two uint8 camera images, a precomputed 384-d task embedding) on
 the CPU with ``--threads`` intra-op threads. After ``--warmup`` untimed calls, ``--n`` calls are timed one by one with
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .bench_bus import machine_info, machine_lines
 
 
 def rss_mb() -> float:
@@ -74,11 +76,11 @@ def _row(name: str, how: str, times_ms: np.ndarray, chunk: int, rss_delta: float
 
 
 def _load_vla(checkpoint: str | None):
-    from .vla import VLAConfig
-    from .vla.model import VLA
+    from policies.vla import VLAConfig
+    from policies.vla.model import VLA
 
     if checkpoint:
-        from .vla.checkpoint import load_checkpoint
+        from policies.vla.checkpoint import load_checkpoint
 
         model = load_checkpoint(checkpoint)[0]
     else:
@@ -110,7 +112,7 @@ def bench_torch(args: argparse.Namespace) -> tuple[dict[str, Any], Any, dict[str
 def bench_onnx(args: argparse.Namespace, model, inputs: dict[str, np.ndarray], folder: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from .vla.export import export_onnx, input_names
+    from policies.vla.export import export_onnx, input_names
 
     path = export_onnx(model, folder / "vla.onnx")
     names = input_names(model)
@@ -187,8 +189,6 @@ def _inputs(cfg) -> dict[str, np.ndarray]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from sim.bench_bus import machine_info
-
     torch.set_num_threads(args.threads)
     machine = machine_info()
     rows = []
@@ -226,13 +226,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> str:
-    m = report["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     lines = [
         f"command: {report['command']}",
-        f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} total), {m['cpu']}; {m['platform']}; "
-        f"load average {m['loadavg']} (after: {m['loadavg_after']})",
-        f"python:  {m['implementation']} {m['python']}; {versions}",
+        *machine_lines(report["machine"]),
         f"inputs:  {report['inputs']}; {report['threads']} threads; {report['warmup']} warm-up calls, "
         f"{report['n']} timed (perf_counter_ns)",
         "",
