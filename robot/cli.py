@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="a policy on N simulated episodes: success rate with 95%% CI, videos, report")
-    p.add_argument("--policy.path", dest="policy_path", default=None, help="checkpoint or ONNX bundle folder")
-    p.add_argument("--policy.type", dest="policy_type", choices=["vla", "onnx", "expert"], default=None)
+    p.add_argument("--policy.path", dest="policy_path", default=None, help="checkpoint/bundle/LeRobot folder")
+    p.add_argument("--policy.type", dest="policy_type", choices=["vla", "onnx", "lerobot", "expert"], default=None)
     p.add_argument("--task", default="pick", help="touch, pick or place (default pick)")
     p.add_argument("--color", default="all", choices=["red", "green", "blue", "all"])
     p.add_argument("--instruction", default=None, help="tell the policy this instead of the seed's phrasing")

@@ -38,14 +38,14 @@ from .expert_eval import spec_for_seed
 from .policy_eval import ExpertChunkPolicy, RunnerEpisodeResult, run_episode_with_runner
 from .video import write_mp4
 
-POLICY_TYPES = ("vla", "onnx", "expert")
+POLICY_TYPES = ("vla", "onnx", "lerobot", "expert")
 Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     policy_path: str | None = None
-    policy_type: str | None = None  # None: "onnx" when policy_path holds a bundle.json, else "vla"
+    policy_type: str | None = None  # None: "onnx" with a bundle.json, "lerobot" with a LeRobot config.json, else "vla"
     task: str = "pick"
     color: str = "all"
     instruction: str | None = None  # the same instruction for every episode (overrides the seed's phrasing)
@@ -76,6 +76,11 @@ class EvalConfig:
             return self.policy_type
         if self.policy_path and (Path(self.policy_path) / "bundle.json").is_file():
             return "onnx"
+        if self.policy_path:
+            from policies.lerobot_policy import is_lerobot_checkpoint
+
+            if is_lerobot_checkpoint(self.policy_path):
+                return "lerobot"
         return "vla"
 
 
@@ -176,11 +181,22 @@ def _make_policy(cfg: EvalConfig, env_factory: Callable[[int], SO101Env]):
 
         policy = VLAPolicy(cfg.policy_path)
         size = int(policy.config.image_size)
-    else:
+    elif kind == "onnx":
         from policies.onnx_policy import OnnxVLAPolicy
 
         policy = OnnxVLAPolicy(cfg.policy_path)
         size = int(policy.image_size)
+    else:
+        from policies.lerobot_policy import LeRobotPolicy
+
+        policy = LeRobotPolicy(cfg.policy_path)
+        missing = [c for c in policy.cameras if c not in ("front", "wrist")]
+        if missing:
+            raise ValueError(
+                f"the LeRobot policy takes cameras {policy.cameras}; the simulation has 'front' and 'wrist' "
+                f"(no {missing})"
+            )
+        size = int(policy.image_size[0]) if policy.image_size else 96  # the policy resizes non-square inputs
     return policy, env_factory(size)
 
 

@@ -1,0 +1,215 @@
+"""LeRobot checkpoints (ACT, Diffusion; SmolVLA where its backbone files are local) behind the policy seam.
+
+policy = LeRobotPolicy("outputs/train/act/checkpoints/last/pretrained_model")
+policy.reset("pick up the red cube")
+chunk = policy.infer({"observation.state": ..., "observation.images.front": ..., "observation.images.wrist": ...})
+
+The folder is what LeRobot's ``save_pretrained`` writes (``lerobot-train``'s ``pretrained_model/``): ``config.json``
+(with ``"type"``), ``model.safetensors`` and the processor pipelines ``policy_preprocessor.json`` /
+``policy_postprocessor.json`` with their ``*.safetensors`` statistics. Everything is loaded with LeRobot's own
+classes (``get_policy_class(type).from_pretrained``, ``make_pre_post_processors(cfg, pretrained_path=...)``), fully
+offline: the weights come from ``model.safetensors``, so ACT's ``pretrained_backbone_weights`` (an ImageNet download
+torchvision would attempt while building the model) is overridden to None.
+
+``infer`` turns our observation into LeRobot's batch (state float32 (6,); images uint8 HWC -> float32 CHW in
+[0, 1], resized to the config's input shape if the camera gives another size), runs the preprocessor (batching,
+normalisation), ``predict_action_chunk`` and the postprocessor (un-normalisation) on the whole chunk, and returns it
+(T, 6) in the dataset's units. Policies that look at ``n_obs_steps > 1`` observations (Diffusion) get the history
+of the observations passed to ``infer`` since ``reset`` (LeRobot's ``populate_queues``: the first one repeated until
+the history is full). With a runner, ``infer`` sees the observations of the ticks it refills on, not of every tick,
+so that history is spaced by the refill period rather than the control period.
+
+torch and lerobot are imported in the constructor only (``import policies`` stays light).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import STATE_KEY, TASK_KEY, ActionChunk
+
+SUPPORTED_TYPES = ("act", "diffusion", "smolvla")
+IMAGE_PREFIX = "observation.images."
+PREPROCESSOR = "policy_preprocessor.json"
+POSTPROCESSOR = "policy_postprocessor.json"
+
+
+def is_lerobot_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a folder whose ``config.json`` has a policy ``"type"`` (and is no bundle of ours)."""
+    folder = Path(path)
+    config = folder / "config.json"
+    if not config.is_file() or (folder / "bundle.json").is_file():
+        return False
+    try:
+        return "type" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _read_config(folder: Path) -> dict:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder: pass a LeRobot checkpoint folder (a `pretrained_model/`)")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a LeRobot checkpoint (no config.json): pass the `pretrained_model/` folder "
+            "that LeRobot's save_pretrained / lerobot-train writes"
+        )
+    try:
+        raw = json.loads(config.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{config} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ValueError(f'{config} has no policy "type": {folder} is not a LeRobot policy checkpoint')
+    if (folder / "bundle.json").is_file():
+        raise ValueError(f"{folder} is an onboard ONNX bundle, not a LeRobot checkpoint: use --policy.type=onnx")
+    return raw
+
+
+def _check_files(folder: Path) -> None:
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{folder} has no model.safetensors: the LeRobot checkpoint is incomplete")
+    missing = [name for name in (PREPROCESSOR, POSTPROCESSOR) if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} has no {' / '.join(missing)}: LeRobot >= 0.4 keeps normalisation in processor pipelines "
+            "saved next to the model. Save them with `preprocessor.save_pretrained(folder)` and "
+            "`postprocessor.save_pretrained(folder)` (lerobot-train does), or convert an older checkpoint with "
+            "`python -m lerobot.processor.migrate_policy_normalization`"
+        )
+
+
+def _check_local_backbone(raw: dict, folder: Path) -> None:
+    """SmolVLA builds its VLM from ``vlm_model_name`` (config, processor, tokenizer) before loading the weights: that
+    must be a local folder (or already in the Hugging Face cache), since nothing is downloaded here."""
+    name = raw.get("vlm_model_name")
+    if not name or Path(name).is_dir():
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # any failure means "not available locally"
+        cached = None
+    if not isinstance(cached, str):
+        raise FileNotFoundError(
+            f"{folder}: this SmolVLA checkpoint builds its backbone from {name!r}, which is not a local folder and "
+            "not in the Hugging Face cache; download it once (`huggingface-cli download "
+            f'{name}`) or set "vlm_model_name" in config.json to a local copy'
+        )
+
+
+class LeRobotPolicy:
+    """A LeRobot ``save_pretrained`` folder behind ``reset(task)`` / ``infer(observation)`` (module docstring)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        folder = Path(path)
+        raw = _read_config(folder)
+        kind = raw["type"]
+        if kind not in SUPPORTED_TYPES:
+            raise ValueError(
+                f"{folder}: LeRobot policy type {kind!r} is not supported here; supported: {SUPPORTED_TYPES}"
+            )
+        _check_files(folder)
+        if kind == "smolvla":
+            _check_local_backbone(raw, folder)
+        try:
+            import torch
+            from lerobot.configs.policies import PreTrainedConfig
+            from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+        except ImportError as exc:
+            raise ImportError("running a LeRobot checkpoint needs lerobot: pip install 'onboard[interop]'") from exc
+
+        overrides = [f"--device={device}"]
+        if "pretrained_backbone_weights" in raw:  # the weights come from model.safetensors: no torchvision download
+            overrides.append("--pretrained_backbone_weights=null")
+        cfg = PreTrainedConfig.from_pretrained(folder, cli_overrides=overrides)
+        cfg.pretrained_path = folder
+        self._torch = torch
+        self.type = kind
+        self.device = device
+        self.config = cfg
+        self.policy = get_policy_class(kind).from_pretrained(folder, config=cfg)
+        self.preprocessor, self.postprocessor = make_pre_post_processors(
+            cfg,
+            pretrained_path=str(folder),
+            preprocessor_overrides={"device_processor": {"device": device}},
+            postprocessor_overrides={"device_processor": {"device": "cpu"}},
+        )
+        features = cfg.input_features
+        self.image_keys = tuple(k for k in features if k.startswith(IMAGE_PREFIX))
+        self.cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
+        shapes = {tuple(features[k].shape[-2:]) for k in self.image_keys}
+        if len(shapes) > 1:
+            raise ValueError(f"{folder}: cameras of different sizes {sorted(shapes)} are not supported")
+        self.image_size: tuple[int, int] | None = tuple(int(s) for s in shapes.pop()) if shapes else None  # (H, W)
+        self.state_dim = int(features[STATE_KEY].shape[0]) if STATE_KEY in features else None
+        self.action_dim = int(cfg.output_features["action"].shape[0])
+        self.chunk_size = self._chunk_length(cfg)
+        self.n_obs_steps = int(getattr(cfg, "n_obs_steps", 1) or 1)
+        self._task = ""
+
+    @staticmethod
+    def _chunk_length(cfg: Any) -> int:
+        if cfg.type == "diffusion":  # generate_actions keeps n_action_steps actions from the current step
+            return int(cfg.n_action_steps)
+        return int(cfg.chunk_size)
+
+    def reset(self, task: str) -> None:
+        """New episode: forget the observation history (and any queue) of the LeRobot policy and processors."""
+        self._task = task
+        self.policy.reset()
+        self.preprocessor.reset()
+        self.postprocessor.reset()
+
+    def _batch(self, observation: dict) -> dict:
+        torch = self._torch
+        batch: dict[str, Any] = {}
+        state = np.asarray(observation[STATE_KEY], dtype=np.float32).reshape(-1)
+        if self.state_dim is not None:
+            if state.shape[0] != self.state_dim:
+                raise ValueError(f"observation.state has {state.shape[0]} values, the policy takes {self.state_dim}")
+            batch[STATE_KEY] = torch.from_numpy(state.copy())
+        for key, cam in zip(self.image_keys, self.cameras, strict=True):
+            if key not in observation:
+                raise KeyError(f"the policy needs camera {cam!r} ({key}); the observation has {sorted(observation)}")
+            img = np.asarray(observation[key])
+            if img.ndim != 3 or img.shape[-1] != 3:
+                raise ValueError(f"{key}: expected an (H, W, 3) RGB image, got shape {img.shape}")
+            t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float32).div_(255.0)
+            if self.image_size is not None and tuple(t.shape[-2:]) != self.image_size:
+                t = torch.nn.functional.interpolate(
+                    t[None], size=self.image_size, mode="bilinear", align_corners=False
+                )[0].clamp_(0.0, 1.0)
+            batch[key] = t
+        batch[TASK_KEY] = str(observation.get(TASK_KEY) or self._task)
+        return batch
+
+    def infer(self, observation: dict) -> ActionChunk:
+        torch = self._torch
+        batch = self.preprocessor(self._batch(observation))
+        with torch.inference_mode():
+            if self.type == "diffusion":
+                actions = self._diffusion_chunk(batch)
+            else:
+                actions = self.policy.predict_action_chunk(batch)  # (1, T, A), normalised
+            actions = self.postprocessor(actions)  # un-normalised (the statistics broadcast over the chunk axis)
+        chunk = actions[0].to("cpu", torch.float32).numpy()
+        return ActionChunk(actions=chunk, t_obs=observation.get("t_capture"), metadata={"type": self.type})
+
+    def _diffusion_chunk(self, batch: dict):
+        """Diffusion's ``predict_action_chunk`` reads the last ``n_obs_steps`` observations from the policy's queues:
+        fill them the way its ``select_action`` does (images stacked under ``observation.images``)."""
+        torch = self._torch
+        from lerobot.policies.utils import populate_queues
+        from lerobot.utils.constants import ACTION, OBS_IMAGES
+
+        batch = {k: v for k, v in batch.items() if k != ACTION}
+        if self.image_keys:
+            batch[OBS_IMAGES] = torch.stack([batch[k] for k in self.image_keys], dim=-4)
+        self.policy._queues = populate_queues(self.policy._queues, batch)
+        return self.policy.predict_action_chunk(batch)
