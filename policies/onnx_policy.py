@@ -14,7 +14,7 @@ import numpy as np
 
 from .base import ActionChunk
 from .bundle import FORMAT
-from .text import OnnxSentenceEncoder
+from .text import FP32_FILE, OnnxSentenceEncoder
 
 
 class OnnxVLAPolicy:
@@ -39,7 +39,9 @@ class OnnxVLAPolicy:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / "vla.onnx"), opts, providers=["CPUExecutionProvider"])
         self.inputs = list(self.manifest["inputs"])
-        self.text = OnnxSentenceEncoder(folder / "text", threads=threads)
+        text = self.manifest.get("text_encoder")  # absent in bundles from before quantisation: text/text_encoder.onnx
+        text_file = Path(text["file"]) if text else Path("text") / FP32_FILE
+        self.text = OnnxSentenceEncoder(folder / text_file.parent, threads=threads, file=text_file.name)
         self._task: str | None = None
         self._embedding: np.ndarray | None = None
 

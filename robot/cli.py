@@ -146,11 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_loop.add_parser(bsub)
 
-    p = sub.add_parser("demo", help="the simulated demo")
+    p = sub.add_parser(
+        "demo", help="the simulated demo: the servo bus, then the bundled model on an instruction (no torch)"
+    )
+    p.add_argument(
+        "instruction", nargs="?", default="pick up the red cube", help='what to do (default "pick up the red cube")'
+    )
+    p.add_argument("--bundle", default=None, help="policy bundle folder (default policies/bundled/so101_vla)")
     p.add_argument("--seconds", type=float, default=3.0, help="how long the servos follow the trajectory")
     p.add_argument("--seed", type=int, default=0, help="scene layout of the simulated episode")
     p.add_argument("--out", default="outputs/demo.mp4", help="video of the simulated episode")
-    p.add_argument("--bus-only", action="store_true", help="only the servo-bus part")
+    p.add_argument("--latency", default="0", help="emulated inference latency: ms (default 0), e.g. 50ms, or 'wall'")
+    p.add_argument("--task", choices=["touch", "pick", "place"], default=None, help="task to judge success by")
+    p.add_argument("--color", choices=["red", "green", "blue"], default=None, help="cube to judge success by")
+    parts = p.add_mutually_exclusive_group()
+    parts.add_argument("--bus-only", action="store_true", help="only the servo-bus part")
+    parts.add_argument("--policy-only", action="store_true", help="only the policy episode")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="a policy on N simulated episodes: success rate with 95%% CI, videos, report")
@@ -370,15 +381,30 @@ def cmd_bench_bus(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sim.demo_bus import run_demo
+    """0: the episode succeeded; 1: it ran and failed; 2: it could not run (e.g. no bundle). Never imports torch."""
+    if not args.policy_only:
+        from sim.demo_bus import run_demo
 
-    rc = run_demo(seconds=args.seconds)
-    if rc or args.bus_only:
-        return rc
-    from sim.show import show
+        rc = run_demo(seconds=args.seconds)
+        if rc or args.bus_only:
+            return rc
+        print()
+    from sim.demo_policy import DemoError, run_policy_demo
 
-    print("\nthe simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
-    result = show("pick", "red", seed=args.seed, out=args.out, viewer=False)
+    print("the bundled model drives the simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
+    try:
+        result = run_policy_demo(
+            args.instruction,
+            args.bundle,
+            seed=args.seed,
+            out=args.out,
+            latency=args.latency,
+            task=args.task,
+            color=args.color,
+        )
+    except (DemoError, FileNotFoundError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0 if result["success"] else 1
 
 

@@ -15,3 +15,23 @@ def require(module: str, extra: str):
         if os.environ.get("ONBOARD_REQUIRE_INTEROP") == "1":
             pytest.fail(f"{module} is required here (install onboard[{extra}]): {exc}")
         pytest.skip(f"{module} not installed (pip install onboard[{extra}])")
+
+
+@pytest.fixture(scope="session")
+def random_bundle(tmp_path_factory):
+    """An `onboard export` bundle (int8 text encoder included) of a randomly initialised default-config VLA, built
+    once per session (~30 s); skipped without torch (the export needs onboard[train])."""
+    require("torch", "train")
+    require("onnxruntime", "onnx")
+    import torch
+
+    from policies.bundle import export_bundle
+    from policies.vla.checkpoint import save_checkpoint
+    from policies.vla.config import VLAConfig
+    from policies.vla.model import VLA
+
+    root = tmp_path_factory.mktemp("random_bundle")
+    torch.manual_seed(0)
+    config = VLAConfig()
+    checkpoint = save_checkpoint(root / "checkpoint", VLA(config), config)
+    return export_bundle(checkpoint, root / "bundle")

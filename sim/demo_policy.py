@@ -1,0 +1,219 @@
+"""`onboard demo`'s policy part: the bundled model drives the simulated SO-101 from a typed instruction.
+
+    run_policy_demo("put the green cube in the box")
+
+One episode on the mirrored stack (``SO101Env``: MuJoCo twin, emulated servos, the real driver), with the ONNX
+bundle (``policies.onnx_policy.OnnxVLAPolicy``: onnxruntime, no torch) behind the runtime's ``AsyncRunner``
+(``sim.policy_eval.run_episode_with_runner``; emulated inference latency on the sim clock, 0 ms by default). The
+episode is written as a video (front and wrist views side by side) and the run is summarised: success and time to
+success, wall time, inference latency.
+
+The policy gets the instruction exactly as typed. The simulator, though, must know which task and cube to judge
+success by: ``judge_instruction`` guesses them from keywords (a colour word; box/tray/bin/basket/container: place;
+touch/tap/poke/reach/contact: touch; anything else: pick), and ``task``/``color`` override the guess. That guess is
+only the simulator's success check, never an input to the policy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import tasks as T
+
+DEFAULT_INSTRUCTION = "pick up the red cube"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "bundled" / "so101_vla"
+PLACE_WORDS = ("box", "tray", "bin", "basket", "container")
+TOUCH_WORDS = ("touch", "tap", "poke", "reach", "contact")
+
+
+class DemoError(Exception):
+    """The demo cannot run (a missing bundle, a bad option): exit code 2."""
+
+
+def judge_instruction(instruction: str, task: str | None = None, color: str | None = None) -> tuple[str, str]:
+    """(task, colour) that the simulator judges success by, from keywords of the instruction (module docstring).
+
+    >>> judge_instruction("pick up the green cube and put it in the box")
+    ('place', 'green')
+    """
+    words = re.findall(r"[a-z]+", instruction.lower())
+    if task is None:
+        if any(w in PLACE_WORDS or w.rstrip("s") in PLACE_WORDS or w == "boxes" for w in words):
+            task = "place"
+        elif any(w.startswith(TOUCH_WORDS) for w in words):  # touch, touching, tapped, reaches, ...
+            task = "touch"
+        else:
+            task = "pick"
+    if color is None:
+        color = next((w for w in words if w in T.COLORS), "red")
+    if task not in T.TASKS:
+        raise DemoError(f"unknown task {task!r}; the simulator has {sorted(T.TASKS)}")
+    if color not in T.COLORS:
+        raise DemoError(f"unknown colour {color!r}; the scene has {list(T.COLORS)}")
+    return task, color
+
+
+def parse_latency(value: str | float | None) -> float | None:
+    """Emulated inference latency in seconds: "0" / "50" / "50ms" / "0.05s" / a number of ms; "wall": the measured
+    wall time of each inference (returned as None, what the async runner takes for that)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value) / 1000.0
+    text = str(value).strip().lower()
+    if text == "wall":
+        return None
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ms|s)?", text)
+    if not m:
+        raise DemoError(f"--latency takes milliseconds (e.g. 50 or 50ms), seconds (0.05s) or 'wall'; got {value!r}")
+    number = float(m.group(1))
+    return number if m.group(2) == "s" else number / 1000.0
+
+
+class _TimedPolicy:
+    """The policy with the wall time of every ``infer`` recorded (ms)."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.infer_ms: list[float] = []
+
+    def reset(self, task: str) -> None:
+        self.policy.reset(task)
+
+    def infer(self, observation: dict):
+        t = time.perf_counter()
+        chunk = self.policy.infer(observation)
+        self.infer_ms.append((time.perf_counter() - t) * 1e3)
+        return chunk
+
+
+class _Recorder:
+    """``env`` with two extra cameras (front and wrist, at a watchable size) read after every reset and step."""
+
+    def __init__(self, env, size: int):
+        from .cameras import RenderedCamera
+
+        self.env = env
+        self.front = RenderedCamera(
+            env.world, "front", name="demo_front", height=size, width=size * 4 // 3, fps=env.fps
+        )
+        self.wrist = RenderedCamera(env.world, "wrist", name="demo_wrist", height=size, width=size, fps=env.fps)
+        self.front.connect()
+        self.wrist.connect()
+        self.frames: list[np.ndarray] = []
+
+    @property
+    def unwrapped(self):
+        return self.env
+
+    def _grab(self) -> None:
+        self.frames.append(np.concatenate([self.front.read_latest().rgb, self.wrist.read_latest().rgb], axis=1))
+
+    def reset(self, **kwargs):
+        out = self.env.reset(**kwargs)
+        self._grab()
+        return out
+
+    def step(self, action):
+        out = self.env.step(action)
+        self._grab()
+        return out
+
+    def close(self) -> None:
+        self.front.disconnect()
+        self.wrist.disconnect()
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else math.nan
+
+
+def run_policy_demo(
+    instruction: str = DEFAULT_INSTRUCTION,
+    bundle: str | Path | None = None,
+    *,
+    seed: int = 0,
+    out: str | Path = "outputs/demo.mp4",
+    latency: str | float | None = None,
+    task: str | None = None,
+    color: str | None = None,
+    video_size: int = 240,
+    threads: int | None = 2,
+    log=print,
+) -> dict[str, Any]:
+    """One episode of the bundled policy on ``instruction`` (module docstring). Raises ``DemoError`` when it cannot
+    run; returns what it printed as a dict (``success``, ``time_to_success``, ``wall_s``, ``infer_ms``, ``video``)."""
+    bundle = Path(bundle) if bundle is not None else DEFAULT_BUNDLE
+    if not (bundle / "bundle.json").is_file():
+        raise DemoError(
+            f"no policy bundle at {bundle} (no bundle.json). Reproduce the bundled model with scripts/make_model.sh "
+            f"(writes outputs/model/bundle; then pass --bundle outputs/model/bundle), or pass --bundle PATH to any "
+            f"`onboard export` bundle."
+        )
+    instruction = instruction.strip() or DEFAULT_INSTRUCTION
+    judged_task, judged_color = judge_instruction(instruction, task, color)
+    latency_s = parse_latency(latency)
+
+    from policies.onnx_policy import OnnxVLAPolicy
+
+    from .envs import SO101Env
+    from .policy_eval import run_episode_with_runner
+    from .video import write_mp4
+
+    t_start = time.perf_counter()
+    policy = _TimedPolicy(OnnxVLAPolicy(bundle, threads=threads))
+    size = int(policy.policy.image_size)
+    spec = T.make_spec(judged_task, judged_color, seed, instruction)
+    log(f'instruction: "{instruction}"  (the policy gets this text as typed)')
+    how = "given" if task or color else "judged from keywords, for the simulator's success check only"
+    log(f"success check: task {judged_task}, {judged_color} cube ({how}); layout seed {seed}")
+    log(
+        f"policy: {bundle} (onnxruntime, {size}x{size} cameras); async runner, emulated latency "
+        + ("= wall time of each inference" if latency_s is None else f"{latency_s * 1e3:.0f} ms")
+    )
+    env = SO101Env(task=judged_task, color=judged_color, image_size=(size, size))
+    recorder = _Recorder(env, video_size)
+    try:
+        t_episode = time.perf_counter()
+        result = run_episode_with_runner(recorder, policy, "async", latency_s, spec)
+        episode_wall = time.perf_counter() - t_episode
+        video = write_mp4(out, recorder.frames, fps=env.fps)
+    finally:
+        recorder.close()
+        env.close()
+    wall = time.perf_counter() - t_start
+    ms = policy.infer_ms
+    if result.success:
+        outcome = f"success: yes, at {result.time_to_success:.2f} s (sim time)"
+    else:
+        reason = f"servo fault: {result.fault}" if result.fault else f"time limit {spec.max_duration_s:.0f} s"
+        outcome = f"success: no ({reason}; {result.duration_s:.2f} s sim time)"
+    log(outcome)
+    log(
+        f"wall time: {wall:.1f} s in all, episode {episode_wall:.1f} s for {result.duration_s:.2f} s of sim time "
+        f"({result.ticks} control ticks at {env.fps:.0f} Hz)"
+    )
+    log(
+        f"inference: {len(ms)} chunks, p50 {_pct(ms, 50):.1f} ms, p95 {_pct(ms, 95):.1f} ms "
+        f"(wall time of each onnxruntime call)"
+    )
+    log(f"video: {video} (front and wrist views)")
+    return {
+        "instruction": instruction,
+        "task": judged_task,
+        "color": judged_color,
+        "seed": seed,
+        "success": result.success,
+        "time_to_success": result.time_to_success,
+        "sim_s": result.duration_s,
+        "wall_s": wall,
+        "infer_ms": {"p50": _pct(ms, 50), "p95": _pct(ms, 95), "n": len(ms)},
+        "runner": result.stats,
+        "video": str(video),
+    }
