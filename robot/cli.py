@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", default="0ms", help="emulated inference latency, e.g. 200ms; 'wall': measured")
     p.add_argument("--runner", default="async", choices=["async", "sync"])
     p.add_argument("--videos", type=int, default=0, help="write videos of the first N episodes")
+    p.add_argument(
+        "--num_envs", type=int, default=1, help="environments, each in its own process (default 1: one, in-process)"
+    )
     p.add_argument("--output_dir", default="outputs/eval", help="report.json, summary.png, videos/")
     p.set_defaults(func=cmd_eval)
     return parser
@@ -409,6 +412,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from sim.eval_workers import EvalWorkerError
     from sim.evaluate import config_from_args, evaluate
 
     try:
@@ -416,6 +420,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except EvalWorkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -134,10 +134,11 @@ class SO101Env(gym.Env):
         # person putting things back; the servos then hold where the arm is).
         # Episodes start on a common phase of the physics step, the control period and the camera period (time jumps
         # forward to it; nothing is simulated in between), so the same seed and actions give the same rollout
-        # whatever ran before.
+        # whatever ran before. That phase is also past the bytes still on the emulated servo wire (the last
+        # episode's, and the torque-off write's), so the first transactions of every episode meet a quiet wire.
         self.arm.disable_torque()
         with self.world.lock:
-            t = math.ceil(data.time / self._phase - 1e-9) * self._phase
+            t = math.ceil(max(data.time, self.sim.bus._wire_free) / self._phase - 1e-9) * self._phase
             self.spec_.reset(model, data)  # arm at `home`, cubes from the spec's seed (resets data.time)
             data.time = t
             mujoco.mj_forward(model, data)

@@ -58,6 +58,7 @@ class EvalConfig:
     video_size: int = 240  # height of the video views (px)
     output_dir: str = "outputs/eval"
     horizon: int = 30  # expert only: the chunk length
+    num_envs: int = 1  # environments, each in its own worker process (sim/eval_workers.py)
 
     def command(self) -> str:
         """The `onboard eval` command line that reproduces this run."""
@@ -69,6 +70,8 @@ class EvalConfig:
             parts.append(f"--instruction={self.instruction}")
         parts += [f"--split={self.split}", f"--n={self.n}", f"--seed0={self.seed0}", f"--latency={self.latency}"]
         parts += [f"--runner={self.runner}", f"--videos={self.videos}", f"--output_dir={self.output_dir}"]
+        if self.num_envs != 1:
+            parts.append(f"--num_envs={self.num_envs}")
         return shlex.join(parts)
 
     def resolved_policy_type(self) -> str:
@@ -264,14 +267,55 @@ def _record(i: int, result: RunnerEpisodeResult, wall_s: float, video: str | Non
         "instruction": s.instruction,
         "split": s.split,
         "success": bool(result.success),
-        "time_to_success": result.time_to_success,
+        # µs: the sim clock runs on across episodes, so the same episode's times differ in the last float bits
+        # between an env that ran other episodes before and a fresh one (--num_envs)
+        "time_to_success": None if result.time_to_success is None else round(result.time_to_success, 6),
         "ticks": result.ticks,
-        "duration_s": result.duration_s,
+        "duration_s": round(result.duration_s, 6),
         "wall_s": wall_s,
         "fault": result.fault,
         "video": video,
         "runner_stats": result.stats,
     }
+
+
+class EpisodeRunner:
+    """The env and policy of ``cfg``, built once, running episodes by index (with a video for the first
+    ``cfg.videos``): the serial loop of ``evaluate`` and each worker of ``--num_envs`` (sim/eval_workers.py)."""
+
+    def __init__(self, cfg: EvalConfig, out: Path, latency_s: float | None):
+        self.cfg, self.out, self.latency_s = cfg, out, latency_s
+        self.policy, self.env = _make_policy(cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size)))
+        self.venv = _VideoEnv(self.env, cfg.video_size) if cfg.videos > 0 else None
+
+    def run(self, i: int, spec: T.TaskSpec) -> dict[str, Any]:
+        """Episode ``i`` (of ``spec``): its report record."""
+        venv = self.venv
+        recording = venv is not None and i < self.cfg.videos
+        if venv is not None:
+            venv.recording, venv.frames = recording, []
+        t = time.monotonic()
+        result = run_episode_with_runner(venv or self.env, self.policy, self.cfg.runner, self.latency_s, spec)
+        wall = time.monotonic() - t
+        video = None
+        if recording and venv is not None and venv.frames:
+            path = write_mp4(self.out / "videos" / f"episode_{i:03d}.mp4", venv.frames, fps=self.env.fps)
+            video = str(path.relative_to(self.out))
+            venv.frames = []
+        return _record(i, result, wall, video)
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
+        self.env.close()
+
+
+def episode_line(record: dict[str, Any], n: int) -> str:
+    """The progress line of a finished episode."""
+    outcome = f"success at {record['time_to_success']:.2f} s" if record["success"] else "failure"
+    if record["fault"]:
+        outcome += f" (fault: {record['fault']})"
+    return f"  episode {record['episode'] + 1}/{n} seed {record['seed']} {record['instruction']!r}: {outcome}"
 
 
 def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -280,37 +324,27 @@ def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str
         raise ValueError(f"--n must be >= 1, got {cfg.n}")
     if cfg.runner not in ("async", "sync"):
         raise ValueError(f"--runner must be 'async' or 'sync', got {cfg.runner!r}")
+    if cfg.num_envs < 1:
+        raise ValueError(f"--num_envs must be >= 1, got {cfg.num_envs}")
     latency_s = parse_latency(cfg.latency)
     specs = specs_for(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    policy, env = _make_policy(cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size)))
-    venv = _VideoEnv(env, cfg.video_size) if cfg.videos > 0 else None
-    episodes: list[dict] = []
     t_start = time.monotonic()
-    try:
-        for i, spec in enumerate(specs):
-            recording = venv is not None and i < cfg.videos
-            if venv is not None:
-                venv.recording, venv.frames = recording, []
-            t = time.monotonic()
-            result = run_episode_with_runner(venv or env, policy, cfg.runner, latency_s, spec)
-            wall = time.monotonic() - t
-            video = None
-            if recording and venv is not None and venv.frames:
-                path = write_mp4(out / "videos" / f"episode_{i:03d}.mp4", venv.frames, fps=env.fps)
-                video = str(path.relative_to(out))
-                venv.frames = []
-            episodes.append(_record(i, result, wall, video))
-            outcome = f"success at {result.time_to_success:.2f} s" if result.success else "failure"
-            if result.fault:
-                outcome += f" (fault: {result.fault})"
-            log(f"  episode {i + 1}/{cfg.n} seed {spec.seed} {spec.instruction!r}: {outcome}")
-    finally:
-        if venv is not None:
-            venv.close()
-        env.close()
+    if cfg.num_envs > 1:
+        from .eval_workers import run_parallel
+
+        episodes = run_parallel(cfg, specs, latency_s, out, log=log)
+    else:
+        runner = EpisodeRunner(cfg, out, latency_s)
+        episodes = []
+        try:
+            for i, spec in enumerate(specs):
+                episodes.append(runner.run(i, spec))
+                log(episode_line(episodes[-1], cfg.n))
+        finally:
+            runner.close()
 
     summary = summarize(episodes)
     report = {
@@ -450,4 +484,5 @@ def config_from_args(args) -> EvalConfig:
         runner=args.runner,
         videos=args.videos,
         output_dir=args.output_dir,
+        num_envs=getattr(args, "num_envs", 1),
     )
