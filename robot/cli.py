@@ -8,7 +8,7 @@ import sys
 
 from hardware.feetech import FeetechError
 
-from . import bus_cli, calibrate_cli, find_cli, record_cli
+from . import bus_cli, calibrate_cli, find_cli, record_cli, run_cli
 
 PORT_HELP = (
     "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
@@ -30,6 +30,14 @@ def _sim_rig(args: argparse.Namespace):
     return build_sim_rig_from_args(args)
 
 
+def _sim_run_rig(args: argparse.Namespace):
+    """`--robot.port=sim` for `onboard run`: the simulated follower (cameras at the policy's size), a scene from
+    --sim.seed/--sim.task/--sim.color, its success judge (``rig.judge``) and the sim clock; no leader."""
+    from sim.run_rig import build_sim_follower_rig_from_args
+
+    return build_sim_follower_rig_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onboard", description="On-device policy runtime for low-cost robot arms.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (retries, timeouts)")
@@ -39,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate_cli.add_parser(sub, PORT_HELP, resolve_port)
     find_cli.add_parser(sub)
     record_cli.add_parser(sub, PORT_HELP, sim_rig=_sim_rig)
+    run_cli.add_parser(sub, PORT_HELP, sim_rig=_sim_run_rig)
 
     simp = sub.add_parser("sim", help="the simulated twin")
     ssub = simp.add_subparsers(dest="sim_cmd", required=True)
