@@ -45,6 +45,7 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     threads: int = 2
+    amp: str = "none"  # "bf16": bfloat16 autocast on the CPU (oneDNN uses AMX/AVX-512 BF16 where the CPU has them)
     model: VLAConfig = field(default_factory=VLAConfig)
 
     def __post_init__(self) -> None:
@@ -53,6 +54,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "save_every", "log_every", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,7 +151,8 @@ def train(
         model = VLA(cfg.model, stats)
         step = 0
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel per step instead of ~10 per parameter tensor (the unfused update was ~10 % of a CPU step)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if resume and (last / "optimizer.safetensors").exists():
         _load_optimizer(last / "optimizer.safetensors", opt)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -169,7 +173,8 @@ def train(
             batch["task_embedding"] = torch.stack([table[t] for t in batch["task"]])  # (B,384)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
-            loss, _ = model.compute_loss(batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                loss, _ = model.compute_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

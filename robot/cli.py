@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval.task", dest="eval_task", default="pick", help="task to evaluate (touch, pick, place)")
     p.add_argument("--model.chunk_size", dest="chunk_size", type=int, default=20)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16: bfloat16 autocast on the CPU")
     p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
     p.set_defaults(func=cmd_train)
 
@@ -296,6 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         eval_every=args.eval_every,
         threads=args.threads,
+        amp=args.amp,
         model=VLAConfig(chunk_size=args.chunk_size),
     )
     evaluate = None
@@ -304,7 +306,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         def evaluate(checkpoint, step):
             from sim.policy_eval import evaluate_checkpoint
 
-            return evaluate_checkpoint(checkpoint, task=args.eval_task, n=args.eval_n, seed0=100_000)
+            # validation seeds: neither the data generation's layouts nor `onboard eval`'s (from 100000)
+            return evaluate_checkpoint(checkpoint, task=args.eval_task, n=args.eval_n, seed0=50_000)
 
     try:
         train(cfg, resume=args.resume, evaluate=evaluate)
