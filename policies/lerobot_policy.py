@@ -36,6 +36,8 @@ SUPPORTED_TYPES = ("act", "diffusion", "smolvla")
 IMAGE_PREFIX = "observation.images."
 PREPROCESSOR = "policy_preprocessor.json"
 POSTPROCESSOR = "policy_postprocessor.json"
+# our own VLA checkpoints also have a config.json with a "type" (policies/vla/checkpoint.py): not LeRobot
+ONBOARD_VLA_TYPE = "onboard_vla"
 
 
 def is_lerobot_checkpoint(path: str | Path) -> bool:
@@ -45,9 +47,10 @@ def is_lerobot_checkpoint(path: str | Path) -> bool:
     if not config.is_file() or (folder / "bundle.json").is_file():
         return False
     try:
-        return "type" in json.loads(config.read_text())
-    except (OSError, ValueError):
+        kind = json.loads(config.read_text()).get("type")
+    except (OSError, ValueError, AttributeError):
         return False
+    return kind is not None and kind != ONBOARD_VLA_TYPE
 
 
 def _read_config(folder: Path) -> dict:

@@ -11,11 +11,11 @@ when chosen, so an install without torch runs a bundle.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from policies.base import Policy
+from policies.lerobot_policy import is_lerobot_checkpoint
 
 from .errors import RobotError
 
@@ -43,13 +43,8 @@ def policy_kind(path: str | Path) -> str:
         raise FileNotFoundError(f"--policy.path {folder} does not exist")
     if (folder / "bundle.json").is_file():
         return "onnx"
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            if "type" in json.loads(config.read_text()):
-                return "lerobot"
-        except (OSError, ValueError):
-            pass
+    if is_lerobot_checkpoint(folder):
+        return "lerobot"
     return "vla"
 
 
