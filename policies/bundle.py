@@ -40,9 +40,27 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
         "inputs": input_names(model),
         "outputs": ["action"],
         "text_encoder": {"file": f"text/{INT8_FILE}", "quantization": QUANTIZATION},
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "checkpoint": str(checkpoint),  # as given (an absolute path would leak the exporting machine's layout)
     }
+    training = _training_config(Path(checkpoint))
+    if training is not None:
+        trainer = Path(checkpoint) / "trainer.json"
+        if trainer.is_file():
+            training["step"] = json.loads(trainer.read_text()).get("step")
+        manifest["training"] = training
     tmp = out / ".bundle.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out / "bundle.json")  # written last: a bundle without it is incomplete
     return out
+
+
+def _training_config(checkpoint: Path) -> dict | None:
+    """The run's train_config.json (written by `onboard train` next to checkpoints/ and last/), if it is there."""
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        path = folder / "train_config.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                return None
+    return None
