@@ -304,10 +304,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.eval_every:
 
         def evaluate(checkpoint, step):
+            from robot.policy_factories import make_runner, policy_and_size
             from sim.policy_eval import evaluate_checkpoint
 
             # validation seeds: neither the data generation's layouts nor `onboard eval`'s (from 100000)
-            return evaluate_checkpoint(checkpoint, task=args.eval_task, n=args.eval_n, seed0=50_000)
+            return evaluate_checkpoint(
+                checkpoint,
+                load_policy=policy_and_size,
+                make_runner=make_runner,
+                task=args.eval_task,
+                n=args.eval_n,
+                seed0=50_000,
+            )
 
     try:
         train(cfg, resume=args.resume, evaluate=evaluate)
@@ -348,7 +356,7 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_policy(args: argparse.Namespace) -> int:
-    from sim.bench_policy import main as bench_main
+    from robot.bench_policy import main as bench_main
 
     argv = ["--n", str(args.n), "--threads", str(args.threads)]
     argv += ["--checkpoint", args.checkpoint] if args.checkpoint else []
@@ -404,6 +412,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if rc or args.bus_only:
             return rc
         print()
+    from robot.policy_factories import make_runner, policy_and_size
     from sim.demo_policy import DemoError, run_policy_demo
 
     print("the bundled model drives the simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
@@ -411,6 +420,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result = run_policy_demo(
             args.instruction,
             args.bundle,
+            load_policy=policy_and_size,
+            make_runner=make_runner,
             seed=args.seed,
             out=args.out,
             latency=args.latency,
@@ -424,11 +435,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from robot.policy_factories import detect_policy_type, make_runner, policy_and_size
     from sim.eval_workers import EvalWorkerError
     from sim.evaluate import config_from_args, evaluate
 
     try:
-        evaluate(config_from_args(args))
+        evaluate(config_from_args(args, detect_policy_type), load_policy=policy_and_size, make_runner=make_runner)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

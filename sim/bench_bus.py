@@ -27,8 +27,6 @@ import gc
 import importlib
 import importlib.metadata
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ import serial
 
 from hardware.feetech import protocol as proto
 from hardware.feetech.bus import FeetechBus
+from robot.sysinfo import machine_info, machine_lines
 from sim.bus_process import BusProcess
 
 IDS = [1, 2, 3, 4, 5, 6]
@@ -234,40 +233,6 @@ def bench_sdk(results: Results, path: str, transport: str, timing: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- report
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "nproc": usable,
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "versions": {
-            d: _version(d) for d in ("onboard", "pyserial", "numpy", "lerobot", "feetech-servo-sdk", "mujoco")
-        },
-    }
-
-
 def _fmt(x: float | None, spec: str = ".0f", suffix: str = "") -> str:
     return "-" if x is None else f"{x:{spec}}{suffix}"
 
@@ -298,17 +263,6 @@ def format_table(results: Results) -> str:
     out = [fmt_line(header), fmt_line(["-" * w for w in widths])]
     out += [fmt_line(line) for line in lines]
     return "\n".join(out)
-
-
-def machine_lines(m: dict) -> list[str]:
-    """The `machine:` and `python:` lines every benchmark prints (from ``machine_info()`` plus its "versions")."""
-    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
-    after = f" (after: {m['loadavg_after']})" if m.get("loadavg_after") is not None else ""
-    return [
-        f"machine: {m['nproc']} CPUs usable ({m['cpu_count']} total), {m['cpu']}; {m['platform']}; "
-        f"load average {m['loadavg']}{after}",
-        f"python:  {m['implementation']} {m['python']}; {versions}",
-    ]
 
 
 def _header(results: Results) -> str:

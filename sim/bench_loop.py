@@ -48,8 +48,7 @@ from robot.calibration import MotorCalibration, save_calibration
 from robot.clock import WallClock
 from robot.loop import CameraTap, ControlLoop, Tick
 from robot.safety import BLOCK_ADDRESS, BLOCK_LENGTH, SafeArm
-
-from .bench_bus import machine_info, machine_lines
+from robot.sysinfo import machine_info, machine_lines
 
 BAUD = 1_000_000
 IDS = [1, 2, 3, 4, 5, 6]

@@ -5,6 +5,8 @@
 One episode on the mirrored stack (``SO101Env``: MuJoCo twin, emulated servos, the real driver), with the ONNX
 bundle (``policies.onnx_policy.OnnxVLAPolicy``: onnxruntime, no torch) behind the runtime's ``AsyncRunner``
 (``sim.policy_eval.run_episode_with_runner``; emulated inference latency on the sim clock, 0 ms by default). The
+policy and the runner come from the factories the caller passes (``robot.policy_factories.policy_and_size`` with
+kind "onnx", and ``make_runner``; sim/ imports nothing of policies/). The
 episode is written as a video (front and wrist views side by side) and the run is summarised: success and time to
 success, wall time, inference latency.
 
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks as T
+from .policy_eval import LoadPolicy, MakeRunner
 
 DEFAULT_INSTRUCTION = "pick up the red cube"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "bundled" / "so101_vla"
@@ -138,6 +141,8 @@ def run_policy_demo(
     instruction: str = DEFAULT_INSTRUCTION,
     bundle: str | Path | None = None,
     *,
+    load_policy: LoadPolicy,
+    make_runner: MakeRunner,
     seed: int = 0,
     out: str | Path = "outputs/demo.mp4",
     latency: str | float | None = None,
@@ -148,7 +153,8 @@ def run_policy_demo(
     log=print,
 ) -> dict[str, Any]:
     """One episode of the bundled policy on ``instruction`` (module docstring). Raises ``DemoError`` when it cannot
-    run; returns what it printed as a dict (``success``, ``time_to_success``, ``wall_s``, ``infer_ms``, ``video``)."""
+    run; returns what it printed as a dict (``success``, ``time_to_success``, ``wall_s``, ``infer_ms``, ``video``).
+    ``load_policy`` / ``make_runner``: ``robot.policy_factories``'s (the bundle is loaded as kind "onnx")."""
     bundle = Path(bundle) if bundle is not None else DEFAULT_BUNDLE
     if not (bundle / "bundle.json").is_file():
         raise DemoError(
@@ -160,15 +166,13 @@ def run_policy_demo(
     judged_task, judged_color = judge_instruction(instruction, task, color)
     latency_s = parse_latency(latency)
 
-    from policies.onnx_policy import OnnxVLAPolicy
-
     from .envs import SO101Env
     from .policy_eval import run_episode_with_runner
     from .video import write_mp4
 
     t_start = time.perf_counter()
-    policy = _TimedPolicy(OnnxVLAPolicy(bundle, threads=threads))
-    size = int(policy.policy.image_size)
+    onnx_policy, size = load_policy("onnx", bundle, threads=threads)
+    policy = _TimedPolicy(onnx_policy)
     spec = T.make_spec(judged_task, judged_color, seed, instruction)
     log(f'instruction: "{instruction}"  (the policy gets this text as typed)')
     how = "given" if task or color else "judged from keywords, for the simulator's success check only"
@@ -181,7 +185,7 @@ def run_policy_demo(
     recorder = _Recorder(env, video_size)
     try:
         t_episode = time.perf_counter()
-        result = run_episode_with_runner(recorder, policy, "async", latency_s, spec)
+        result = run_episode_with_runner(recorder, policy, "async", latency_s, spec, make_runner=make_runner)
         episode_wall = time.perf_counter() - t_episode
         video = write_mp4(out, recorder.frames, fps=env.fps)
     finally:

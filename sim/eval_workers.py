@@ -1,11 +1,13 @@
 """`onboard eval --num_envs N`: the episodes of an evaluation in N worker processes, each with its own env and policy.
 
 Each worker (a "spawn" process: MuJoCo's EGL context and the runtime's threads do not survive ``fork``) builds the env
-and policy of the config once (``sim.evaluate.EpisodeRunner``, the serial loop's code), then takes episode indices
-from a shared queue until none are left. Episodes are independent and deterministic per seed (the runner runs on the
-env's own sim clock), so the records, put back in episode order, are those of the serial run apart from wall times.
-Videos are written by whichever worker runs episodes ``0 .. videos - 1``. Math libraries get one thread per worker
-(``OMP_NUM_THREADS=1`` and the like in the workers' environment, ``torch.set_num_threads(1)``).
+and policy of the config once (``sim.evaluate.EpisodeRunner``, the serial loop's code, with the ``load_policy`` and
+``make_runner`` factories it was given: top-level functions such as ``robot.policy_factories``'s, which pickle by
+reference), then takes episode indices from a shared queue until none are left. Episodes are independent and
+deterministic per seed (the runner runs on the env's own sim clock), so the records, put back in episode order, are
+those of the serial run apart from wall times. Videos are written by whichever worker runs episodes
+``0 .. videos - 1``. Math libraries get one thread per worker (``OMP_NUM_THREADS=1`` and the like in the workers'
+environment, ``torch.set_num_threads(1)``).
 
 A worker's exception is raised in the parent as an ``EvalWorkerError`` naming the episode, with the worker's
 traceback; a worker that dies (a crash in native code) is noticed within two seconds; the workers ignore SIGINT and
@@ -35,9 +37,19 @@ class EvalWorkerError(RuntimeError):
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def run_parallel(cfg, specs: list[T.TaskSpec], latency_s: float | None, out: Path, *, log: Callable[[str], None]):
+def run_parallel(
+    cfg,
+    specs: list[T.TaskSpec],
+    latency_s: float | None,
+    out: Path,
+    *,
+    log: Callable[[str], None],
+    load_policy: Callable[..., Any],
+    make_runner: Callable[..., Any],
+):
     """The records of ``specs`` (episode order) run by ``min(cfg.num_envs, len(specs))`` workers; ``log`` gets a
-    progress line per episode as it finishes."""
+    progress line per episode as it finishes. ``load_policy`` / ``make_runner``: picklable factories
+    (``sim.policy_eval.LoadPolicy`` / ``MakeRunner``; top-level functions, e.g. ``robot.policy_factories``'s)."""
     from .evaluate import episode_line
 
     ctx = mp.get_context("spawn")
@@ -55,7 +67,7 @@ def run_parallel(cfg, specs: list[T.TaskSpec], latency_s: float | None, out: Pat
     try:
         with _thread_env(1):
             for w in range(n_workers):
-                args = (w, cfg, specs, latency_s, str(out), tasks, results)
+                args = (w, cfg, specs, latency_s, str(out), tasks, results, load_policy, make_runner)
                 proc = ctx.Process(target=_worker, args=args, name=f"onboard-eval-{w}", daemon=True)
                 proc.start()
                 procs.append(proc)
@@ -111,7 +123,7 @@ def _thread_env(threads: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _worker(w: int, cfg, specs, latency_s, out: str, tasks, results) -> None:
+def _worker(w: int, cfg, specs, latency_s, out: str, tasks, results, load_policy, make_runner) -> None:
     """A worker process: build the env and policy, run episodes from ``tasks`` until ``None``, report to ``results``
     as ("start" | "done" | "exit" | "error", worker, episode, record or traceback)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent terminates the workers
@@ -119,7 +131,7 @@ def _worker(w: int, cfg, specs, latency_s, out: str, tasks, results) -> None:
     try:
         from .evaluate import EpisodeRunner
 
-        runner = EpisodeRunner(cfg, Path(out), latency_s)
+        runner = EpisodeRunner(cfg, Path(out), latency_s, load_policy=load_policy, make_runner=make_runner)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
         try:

@@ -6,8 +6,10 @@ onboard eval --policy.type=expert --task=touch --n=3 --videos=1 --output_dir=out
 ```
 
 Episodes run on the mirrored stack (``SO101Env``) with the policy behind the runtime's async or sync runner
-(``sim.policy_eval.run_episode_with_runner``); seeds ``seed0 .. seed0 + n - 1`` (default 100000: the data generation
-draws its layouts from small seeds) pick the colour, the phrasing and the layout. Written to ``output_dir``:
+(``sim.policy_eval.run_episode_with_runner``); the policy and the runner come from the factories the caller passes
+(``robot.policy_factories.policy_and_size`` / ``make_runner``: sim/ imports nothing of policies/). Seeds
+``seed0 .. seed0 + n - 1`` (default 100000: the data generation draws its layouts from small seeds) pick the colour,
+the phrasing and the layout. Written to ``output_dir``:
 
 - ``report.json``: the command, the config, one record per episode, the summary (success rate with a 95 % Wilson
   interval, overall and per colour and per instruction; time to success median and p90) and the runner stats;
@@ -35,7 +37,7 @@ from . import tasks as T
 from .cameras import RenderedCamera
 from .envs import SO101Env
 from .expert_eval import spec_for_seed
-from .policy_eval import ExpertChunkPolicy, RunnerEpisodeResult, run_episode_with_runner
+from .policy_eval import ExpertChunkPolicy, LoadPolicy, MakeRunner, RunnerEpisodeResult, run_episode_with_runner
 from .video import write_mp4
 
 POLICY_TYPES = ("vla", "onnx", "lerobot", "expert")
@@ -45,7 +47,7 @@ Z95 = 1.959963984540054
 @dataclass(frozen=True)
 class EvalConfig:
     policy_path: str | None = None
-    policy_type: str | None = None  # None: "onnx" with a bundle.json, "lerobot" with a LeRobot config.json, else "vla"
+    policy_type: str | None = None  # set before evaluating: robot.policy_factories.detect_policy_type(policy_path)
     task: str = "pick"
     color: str = "all"
     instruction: str | None = None  # the same instruction for every episode (overrides the seed's phrasing)
@@ -75,16 +77,10 @@ class EvalConfig:
         return shlex.join(parts)
 
     def resolved_policy_type(self) -> str:
-        if self.policy_type:
-            return self.policy_type
-        if self.policy_path and (Path(self.policy_path) / "bundle.json").is_file():
-            return "onnx"
-        if self.policy_path:
-            from policies.lerobot_policy import is_lerobot_checkpoint
-
-            if is_lerobot_checkpoint(self.policy_path):
-                return "lerobot"
-        return "vla"
+        """``policy_type``; set it first (``config_from_args`` does, from the policy folder, when not given)."""
+        if not self.policy_type:
+            raise ValueError("EvalConfig.policy_type is not set (robot.policy_factories.detect_policy_type gives one)")
+        return self.policy_type
 
 
 def parse_latency(text: str | float | None) -> float | None:
@@ -169,8 +165,9 @@ class _VideoEnv:
         self.wrist.disconnect()
 
 
-def _make_policy(cfg: EvalConfig, env_factory: Callable[[int], SO101Env]):
-    """(policy, env): the policy of ``cfg`` and an env whose cameras give it the image size it takes."""
+def _make_policy(cfg: EvalConfig, env_factory: Callable[[int], SO101Env], load_policy: LoadPolicy):
+    """(policy, env): the policy of ``cfg`` (the scripted expert, or ``load_policy``'s) and an env whose cameras give
+    it the image size it takes."""
     kind = cfg.resolved_policy_type()
     if kind not in POLICY_TYPES:
         raise ValueError(f"--policy.type must be one of {POLICY_TYPES}, got {kind!r}")
@@ -179,27 +176,7 @@ def _make_policy(cfg: EvalConfig, env_factory: Callable[[int], SO101Env]):
         return ExpertChunkPolicy(env, horizon=cfg.horizon), env
     if not cfg.policy_path:
         raise ValueError(f"--policy.path is required for --policy.type={kind}")
-    if kind == "vla":
-        from policies.vla.policy import VLAPolicy
-
-        policy = VLAPolicy(cfg.policy_path)
-        size = int(policy.config.image_size)
-    elif kind == "onnx":
-        from policies.onnx_policy import OnnxVLAPolicy
-
-        policy = OnnxVLAPolicy(cfg.policy_path)
-        size = int(policy.image_size)
-    else:
-        from policies.lerobot_policy import LeRobotPolicy
-
-        policy = LeRobotPolicy(cfg.policy_path)
-        missing = [c for c in policy.cameras if c not in ("front", "wrist")]
-        if missing:
-            raise ValueError(
-                f"the LeRobot policy takes cameras {policy.cameras}; the simulation has 'front' and 'wrist' "
-                f"(no {missing})"
-            )
-        size = int(policy.image_size[0]) if policy.image_size else 96  # the policy resizes non-square inputs
+    policy, size = load_policy(kind, cfg.policy_path)
     return policy, env_factory(size)
 
 
@@ -281,11 +258,17 @@ def _record(i: int, result: RunnerEpisodeResult, wall_s: float, video: str | Non
 
 class EpisodeRunner:
     """The env and policy of ``cfg``, built once, running episodes by index (with a video for the first
-    ``cfg.videos``): the serial loop of ``evaluate`` and each worker of ``--num_envs`` (sim/eval_workers.py)."""
+    ``cfg.videos``): the serial loop of ``evaluate`` and each worker of ``--num_envs`` (sim/eval_workers.py).
+    ``load_policy`` / ``make_runner``: the factories (``robot.policy_factories``)."""
 
-    def __init__(self, cfg: EvalConfig, out: Path, latency_s: float | None):
+    def __init__(
+        self, cfg: EvalConfig, out: Path, latency_s: float | None, *, load_policy: LoadPolicy, make_runner: MakeRunner
+    ):
         self.cfg, self.out, self.latency_s = cfg, out, latency_s
-        self.policy, self.env = _make_policy(cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size)))
+        self.make_runner = make_runner
+        self.policy, self.env = _make_policy(
+            cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size)), load_policy
+        )
         self.venv = _VideoEnv(self.env, cfg.video_size) if cfg.videos > 0 else None
 
     def run(self, i: int, spec: T.TaskSpec) -> dict[str, Any]:
@@ -295,7 +278,9 @@ class EpisodeRunner:
         if venv is not None:
             venv.recording, venv.frames = recording, []
         t = time.monotonic()
-        result = run_episode_with_runner(venv or self.env, self.policy, self.cfg.runner, self.latency_s, spec)
+        result = run_episode_with_runner(
+            venv or self.env, self.policy, self.cfg.runner, self.latency_s, spec, make_runner=self.make_runner
+        )
         wall = time.monotonic() - t
         video = None
         if recording and venv is not None and venv.frames:
@@ -318,14 +303,23 @@ def episode_line(record: dict[str, Any], n: int) -> str:
     return f"  episode {record['episode'] + 1}/{n} seed {record['seed']} {record['instruction']!r}: {outcome}"
 
 
-def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the evaluation of ``cfg`` (module docstring); returns the report (also written to report.json)."""
+def evaluate(
+    cfg: EvalConfig,
+    *,
+    load_policy: LoadPolicy,
+    make_runner: MakeRunner,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the evaluation of ``cfg`` (module docstring); returns the report (also written to report.json).
+    ``load_policy`` / ``make_runner``: ``robot.policy_factories``'s ``policy_and_size`` / ``make_runner``; top-level
+    functions, as ``--num_envs`` pickles them into its worker processes."""
     if cfg.n < 1:
         raise ValueError(f"--n must be >= 1, got {cfg.n}")
     if cfg.runner not in ("async", "sync"):
         raise ValueError(f"--runner must be 'async' or 'sync', got {cfg.runner!r}")
     if cfg.num_envs < 1:
         raise ValueError(f"--num_envs must be >= 1, got {cfg.num_envs}")
+    cfg.resolved_policy_type()
     latency_s = parse_latency(cfg.latency)
     specs = specs_for(cfg)
     out = Path(cfg.output_dir)
@@ -335,9 +329,9 @@ def evaluate(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict[str
     if cfg.num_envs > 1:
         from .eval_workers import run_parallel
 
-        episodes = run_parallel(cfg, specs, latency_s, out, log=log)
+        episodes = run_parallel(cfg, specs, latency_s, out, log=log, load_policy=load_policy, make_runner=make_runner)
     else:
-        runner = EpisodeRunner(cfg, out, latency_s)
+        runner = EpisodeRunner(cfg, out, latency_s, load_policy=load_policy, make_runner=make_runner)
         episodes = []
         try:
             for i, spec in enumerate(specs):
@@ -469,11 +463,12 @@ def _shorten(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def config_from_args(args) -> EvalConfig:
-    """The `onboard eval` arguments (robot/cli.py) as an ``EvalConfig``."""
+def config_from_args(args, detect_policy_type: Callable[[str | None], str]) -> EvalConfig:
+    """The `onboard eval` arguments (robot/cli.py) as an ``EvalConfig``; without ``--policy.type`` the type is
+    ``detect_policy_type(--policy.path)`` (``robot.policy_factories.detect_policy_type``)."""
     return EvalConfig(
         policy_path=args.policy_path,
-        policy_type=args.policy_type,
+        policy_type=args.policy_type or detect_policy_type(args.policy_path),
         task=args.task,
         color=args.color,
         instruction=args.instruction,

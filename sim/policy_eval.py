@@ -22,10 +22,16 @@ chunking policy does, by running a copy of the scripted expert forward open-loop
 The expert reads privileged state (cube poses) from ``env`` at the moment ``infer`` is called, which on the sim clock
 is the observation's capture time; the runtime's emulated latency then delays when the chunk becomes usable.
 
-``run_episode_with_runner(env, policy, "async" | "sync", latency_s, spec)`` runs one episode of ``SO101Env`` with the
-policy behind an ``AsyncRunner`` or a ``SyncRunner`` on the env's sim clock. After a blocking (sync) inference the
-episode skips the control deadlines that passed meanwhile, as ``robot.loop.ControlLoop`` does after an overrun: the
-arm held its last goal for that time.
+``run_episode_with_runner(env, policy, "async" | "sync", latency_s, spec, make_runner=...)`` runs one episode of
+``SO101Env`` with the policy behind the runner that ``make_runner`` builds (``robot.policy_factories.make_runner``:
+the runtime's ``AsyncRunner`` or ``SyncRunner``) on the env's sim clock. After a blocking (sync) inference the episode
+skips the control deadlines that passed meanwhile, as ``robot.loop.ControlLoop`` does after an overrun: the arm held
+its last goal for that time.
+
+sim/ imports nothing of policies/ (DESIGN.md): policies and runners come from factories passed in by the composition
+root (``LoadPolicy``, ``MakeRunner`` below; robot/policy_factories.py implements them). ``ExpertChunkPolicy.infer``
+therefore returns a ``Chunk`` (the fields of ``policies.base.ActionChunk``), which ``make_runner`` turns into an
+``ActionChunk`` for the runtime.
 """
 
 from __future__ import annotations
@@ -33,13 +39,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from hardware.feetech.errors import FeetechError
-from policies.base import STATE_KEY, ActionChunk
-from policies.runtime import AsyncRunner, SyncRunner
 
 from . import tasks as T
 from .envs import SO101Env
@@ -47,6 +51,44 @@ from .expert import ARM, ExpertConfig, ExpertState, ScriptedExpert
 from .world import lerobot_to_qpos
 
 JAW_ON_CUBE = 16.0  # gripper units: the jaw reading while the scripted expert holds a cube (~16.3 measured)
+STATE_KEY = "observation.state"  # the observation's joint positions (LeRobot's feature name)
+
+
+class Runner(Protocol):
+    """What the episode loop needs of a runner (``policies.runtime.AsyncRunner`` / ``SyncRunner``)."""
+
+    stats: Any  # .summary() -> dict
+
+    def __enter__(self) -> Runner: ...
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+    def reset(self, task: str) -> None: ...
+
+    def action_for(self, t: float, observation: dict) -> np.ndarray: ...
+
+
+class MakeRunner(Protocol):
+    """``robot.policy_factories.make_runner``: the "async" or "sync" runner around ``policy`` on ``clock``."""
+
+    def __call__(
+        self, kind: str, policy: Any, clock: Any, rate_hz: float, latency: float | None, **kwargs: Any
+    ) -> Runner: ...
+
+
+class LoadPolicy(Protocol):
+    """``robot.policy_factories.policy_and_size``: (policy, square camera size in px) of a backend kind and a path."""
+
+    def __call__(self, kind: str, path: Any, *, threads: int | None = ...) -> tuple[Any, int]: ...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk of actions with the fields of ``policies.base.ActionChunk`` (``make_runner`` converts it)."""
+
+    actions: np.ndarray
+    t_obs: float | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class ExpertChunkPolicy:
@@ -77,7 +119,7 @@ class ExpertChunkPolicy:
         self._inputs = []
         self.expert = None
 
-    def infer(self, observation: dict) -> ActionChunk:
+    def infer(self, observation: dict) -> Chunk:
         if self.spec is None:
             raise RuntimeError("call reset(task) before infer()")
         fps = self.env.fps
@@ -114,7 +156,7 @@ class ExpertChunkPolicy:
             self._inputs.append(predicted)
             actions.append(expert.act(_copy(predicted), (n + k) / fps))
         self.expert = expert
-        return ActionChunk(np.stack(actions).astype(np.float32), t_obs=t_obs, metadata={"phase": expert.phase})
+        return Chunk(np.stack(actions).astype(np.float32), t_obs=t_obs, metadata={"phase": expert.phase})
 
 
 def _copy(state: ExpertState, joints: np.ndarray | None = None) -> ExpertState:
@@ -140,21 +182,17 @@ def run_episode_with_runner(
     runner_kind: str,
     latency_s: float | None,
     spec: T.TaskSpec,
+    *,
+    make_runner: MakeRunner,
     **runner_kwargs,
 ) -> RunnerEpisodeResult:
     """One episode of ``spec`` on ``env`` with ``policy`` behind an "async" (``AsyncRunner``, emulated latency) or
-    "sync" (``SyncRunner``) runner at the env's control rate. ``latency_s``: emulated seconds per chunk (None: the
-    wall time ``infer`` takes, for async; nothing for sync). Ends on success or at the task's time limit."""
+    "sync" (``SyncRunner``) runner, built by ``make_runner``, at the env's control rate. ``latency_s``: emulated seconds
+    per chunk (None: the wall time ``infer`` takes, for async; nothing for sync). Ends on success or at the task's
+    time limit."""
     base = env.unwrapped if hasattr(env, "unwrapped") else env
     clock = base.clock
-    if runner_kind == "async":
-        runner: AsyncRunner | SyncRunner = AsyncRunner(
-            policy, clock, base.fps, latency=latency_s, mode="emulated", **runner_kwargs
-        )
-    elif runner_kind == "sync":
-        runner = SyncRunner(policy, clock, base.fps, latency=latency_s, **runner_kwargs)
-    else:
-        raise ValueError(f"runner_kind must be 'async' or 'sync', got {runner_kind!r}")
+    runner = make_runner(runner_kind, policy, clock, base.fps, latency_s, **runner_kwargs)
     obs, info = env.reset(seed=spec.seed, options={"spec": spec})
     ticks = 0
     success = False
@@ -207,6 +245,8 @@ def _skip_missed_deadlines(env: SO101Env) -> None:
 def evaluate_checkpoint(
     checkpoint,
     *,
+    load_policy: LoadPolicy,
+    make_runner: MakeRunner,
     task: str = "pick",
     n: int = 10,
     seed0: int = 100_000,
@@ -215,17 +255,18 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Success of a trained VLA checkpoint on ``n`` episodes of ``task`` (seeds from ``seed0``, never used by the
     data generation, which draws its layouts from small seeds), on the mirrored stack. For `onboard train`'s periodic
-    evaluation."""
-    from policies.vla.policy import VLAPolicy
-
+    evaluation. ``load_policy`` / ``make_runner``: ``robot.policy_factories.policy_and_size`` / ``make_runner`` (the
+    VLA is loaded as kind "vla")."""
     from .expert_eval import spec_for_seed
 
-    policy = VLAPolicy(checkpoint)
-    size = policy.config.image_size
+    policy, size = load_policy("vla", checkpoint)
     env = SO101Env(task=task, image_size=(size, size))
     try:
         results = [
-            run_episode_with_runner(env, policy, runner, latency_s, spec_for_seed(task, seed0 + i)) for i in range(n)
+            run_episode_with_runner(
+                env, policy, runner, latency_s, spec_for_seed(task, seed0 + i), make_runner=make_runner
+            )
+            for i in range(n)
         ]
     finally:
         env.close()

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from robot.cli import main
+from robot.policy_factories import make_runner, policy_and_size
 from sim.eval_workers import EvalWorkerError, run_parallel
 from sim.evaluate import EvalConfig, specs_for
 
@@ -41,7 +42,9 @@ def test_worker_error_names_the_episode(tmp_path):
     specs[1] = copy.copy(specs[1])
     object.__setattr__(specs[1], "color", "purple")  # past the spec's check: the env cannot reset to this
     with pytest.raises(EvalWorkerError, match=r"in episode 1 \(seed 100001") as exc:
-        run_parallel(cfg, specs, 0.0, tmp_path, log=lambda line: None)
+        run_parallel(
+            cfg, specs, 0.0, tmp_path, log=lambda line: None, load_policy=policy_and_size, make_runner=make_runner
+        )
     assert "Traceback" in str(exc.value) and "purple" in str(exc.value)
 
 
@@ -65,8 +68,8 @@ def test_episode_does_not_depend_on_the_episodes_before():
         policy = ExpertChunkPolicy(env, horizon=30)
         try:
             for s in history:
-                run_episode_with_runner(env, policy, "async", 0.0, s)
-            r = run_episode_with_runner(env, policy, "async", 0.0, spec)
+                run_episode_with_runner(env, policy, "async", 0.0, s, make_runner=make_runner)
+            r = run_episode_with_runner(env, policy, "async", 0.0, spec, make_runner=make_runner)
         finally:
             env.close()
         results.append((r.success, r.ticks, round(r.time_to_success or 0.0, 6), r.stats["requests"]))

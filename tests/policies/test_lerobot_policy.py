@@ -189,10 +189,10 @@ def test_onboard_eval_drives_the_simulated_arm_with_a_lerobot_checkpoint(lerobot
     ``run_episode_with_runner``): the untrained ACT's chunks drive the arm for the whole episode without a fault;
     success is not expected."""
     from robot.cli import main
-    from sim.evaluate import EvalConfig
+    from robot.policy_factories import detect_policy_type
 
     ckpt = str(lerobot_files["act"])
-    assert EvalConfig(policy_path=ckpt).resolved_policy_type() == "lerobot"
+    assert detect_policy_type(ckpt) == "lerobot"
     out = tmp_path / "eval"
     argv = ["eval", "--policy.type", "lerobot", "--policy.path", ckpt, "--n", "1", "--task", "touch"]
     assert main([*argv, "--output_dir", str(out)]) == 0

@@ -4,8 +4,8 @@ taken for LeRobot checkpoints (`onboard eval` / `onboard run` pick the backend f
 import json
 
 from policies.lerobot_policy import is_lerobot_checkpoint
+from robot.policy_factories import detect_policy_type
 from robot.policy_loader import policy_kind
-from sim.evaluate import EvalConfig
 
 
 def _folder(tmp_path, name, files):
@@ -23,8 +23,4 @@ def test_policy_folders_are_told_apart(tmp_path):
     bundle = _folder(tmp_path, "bundle", files)
     assert not is_lerobot_checkpoint(vla) and is_lerobot_checkpoint(act) and not is_lerobot_checkpoint(bundle)
     assert [policy_kind(p) for p in (vla, act, bundle)] == ["vla", "lerobot", "onnx"]
-    assert [EvalConfig(policy_path=str(p)).resolved_policy_type() for p in (vla, act, bundle)] == [
-        "vla",
-        "lerobot",
-        "onnx",
-    ]
+    assert [detect_policy_type(str(p)) for p in (vla, act, bundle)] == ["vla", "lerobot", "onnx"]  # onboard eval

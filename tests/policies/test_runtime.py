@@ -284,6 +284,7 @@ def pick_env():
 
 
 def test_expert_chunk_policy_async_200ms_succeeds_and_sync_is_reported(pick_env):
+    from robot.policy_factories import make_runner
     from sim.expert_eval import spec_for_seed
     from sim.policy_eval import ExpertChunkPolicy, run_episode_with_runner
 
@@ -291,7 +292,8 @@ def test_expert_chunk_policy_async_200ms_succeeds_and_sync_is_reported(pick_env)
     results = {}
     for kind in ("async", "sync"):
         results[kind] = [
-            run_episode_with_runner(pick_env, policy, kind, 0.2, spec_for_seed("pick", seed)) for seed in range(3)
+            run_episode_with_runner(pick_env, policy, kind, 0.2, spec_for_seed("pick", seed), make_runner=make_runner)
+            for seed in range(3)
         ]
     for r in results["async"]:
         assert r.success, (r.spec, r.stats, r.fault)

@@ -120,6 +120,7 @@ def test_trained_checkpoint_behind_the_policy_seam(tmp_path):
 
 
 def test_periodic_evaluation_in_simulation_runs_a_checkpoint(tmp_path):
+    from robot.policy_factories import make_runner, policy_and_size
     from sim.policy_eval import evaluate_checkpoint
 
     data = make_dataset(tmp_path / "ds", episodes=1, frames=10)
@@ -127,5 +128,5 @@ def test_periodic_evaluation_in_simulation_runs_a_checkpoint(tmp_path):
         datasets=(str(data),), output_dir=str(tmp_path / "run"), steps=1, batch_size=2, warmup_steps=1, model=SMALL
     )
     ckpt = train(cfg, progress=False, log=lambda _: None)
-    report = evaluate_checkpoint(ckpt, task="touch", n=1)
+    report = evaluate_checkpoint(ckpt, task="touch", n=1, load_policy=policy_and_size, make_runner=make_runner)
     assert report["n"] == 1 and 0.0 <= report["success_rate"] <= 1.0  # an untrained model: runs, success unlikely

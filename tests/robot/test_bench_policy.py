@@ -11,7 +11,7 @@ from tests.conftest import require
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from sim.bench_policy import main
+from robot.bench_policy import main
 
 
 def _run(tmp_path, capsys, *extra: str) -> tuple[dict, str]:

@@ -1,5 +1,5 @@
 """`onboard bench policy`: per-chunk inference latency of the VLA in eager torch and in onnxruntime, and of
-LeRobot's ACT on the same inputs (``python -m sim.bench_policy``).
+LeRobot's ACT on the same inputs (``python -m robot.bench_policy``).
 
 Each backend runs batch 1 (one observation: state, two uint8 camera images, a precomputed 384-d task embedding) on
 the CPU with ``--threads`` intra-op threads. After ``--warmup`` untimed calls, ``--n`` calls are timed one by one with
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench_bus import machine_info, machine_lines
+from .sysinfo import machine_info, machine_lines
 
 
 def rss_mb() -> float:
