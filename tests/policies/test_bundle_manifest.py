@@ -1,4 +1,5 @@
-"""A bundle says how it was made: `onboard export` copies the run's train_config.json (and the step) into bundle.json."""
+"""A bundle says how it was made: `onboard export` copies the run's train_config.json (and the step) into
+bundle.json."""
 
 import json
 
