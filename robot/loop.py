@@ -183,7 +183,9 @@ class ControlLoop:
                 if done > t0 + i * dt + tol:  # ran past the next deadline: skip the ones already gone
                     stats.overruns += 1
                     nxt = max(i, math.ceil((done - t0 - tol) / dt))
-                    stats.skipped += nxt - i
+                    # count only deadlines inside the run: an overrun of the last tick skips none past the end
+                    scheduled = math.ceil((end_t - tol - t0) / dt - 1e-9) if math.isfinite(end_t) else nxt
+                    stats.skipped += max(0, min(nxt, scheduled) - i)
                     i = nxt
                 if on_tick is not None:
                     on_tick(tick, stats)
