@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, help="how long the servos follow the trajectory")
     p.add_argument("--seed", type=int, default=0, help="scene layout of the simulated episode")
     p.add_argument("--out", default="outputs/demo.mp4", help="video of the simulated episode")
-    p.add_argument("--latency", default="0", help="emulated inference latency: ms (default 0), e.g. 50ms, or 'wall'")
+    p.add_argument("--latency", default="0ms", help="emulated inference latency: 50ms, 0.05 (s) or 'wall'")
     p.add_argument("--task", choices=["touch", "pick", "place"], default=None, help="task to judge success by")
     p.add_argument("--color", choices=["red", "green", "blue"], default=None, help="cube to judge success by")
     parts = p.add_mutually_exclusive_group()

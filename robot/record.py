@@ -170,6 +170,11 @@ class RecordControls:
             return "pynput"
         return None
 
+    @staticmethod
+    def parse_keys(data: bytes) -> list[str]:
+        """Key bytes read from the terminal -> commands (subclasses map keys their own way)."""
+        return parse_keys(data)
+
     def _watch_tty(self) -> None:
         import termios
         import tty
@@ -185,7 +190,7 @@ class RecordControls:
                 if not chunk:
                     break
                 data += chunk
-            for command in parse_keys(data):
+            for command in self.parse_keys(data):
                 self.press(command)
 
         self.add_source(poll, lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved))

@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import select
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -97,25 +94,9 @@ class RunControls(RecordControls):
     """``RecordControls`` for a policy run: any of next/stop ends the run; estop stops the arm. On a terminal,
     Enter, ``q`` and Esc stop; space and ``e`` are the emergency stop."""
 
-    def _watch_tty(self) -> None:
-        import termios
-        import tty
-
-        fd = sys.stdin.fileno()
-        saved = termios.tcgetattr(fd)
-        tty.setcbreak(fd)
-
-        def poll() -> None:
-            data = b""
-            while select.select([fd], [], [], 0)[0]:
-                chunk = os.read(fd, 64)
-                if not chunk:
-                    break
-                data += chunk
-            for command in parse_run_keys(data):
-                self.press(command)
-
-        self.add_source(poll, lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved))
+    @staticmethod
+    def parse_keys(data: bytes) -> list[str]:
+        return parse_run_keys(data)
 
 
 def parse_run_keys(data: bytes) -> list[str]:

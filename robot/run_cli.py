@@ -15,33 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from .arm import ArmConfig
 from .errors import RobotError
+from .latency import parse_latency
 from .policy_loader import KINDS, load_policy
 from .record import Rig
 from .record_cli import CAMERA_EXAMPLE, _rig
 from .run import RunConfig, RunControls, check_cameras, format_status, format_summary, run_policy
 
 EXIT_CODES = {"safety": 1, "estop": 1, "policy": 1}
-
-
-def parse_latency(text: str | None) -> float | None:
-    """ "200ms", "0.2s", "0.2" (seconds) -> seconds; "wall" -> None (measured)."""
-    if text is None:
-        return None
-    s = str(text).strip().lower()
-    if s in ("wall", "none", "measured"):
-        return None
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(ms|s)?", s)
-    if not m:
-        raise ValueError(f"--latency must look like 200ms, 0.2s or 0.2 (seconds), or 'wall'; got {text!r}")
-    value = float(m.group(1))
-    return value / 1000.0 if m.group(2) == "ms" else value
 
 
 def add_parser(

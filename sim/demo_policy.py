@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from robot.latency import parse_latency as _parse_latency
+
 from . import tasks as T
+from .evaluate import VideoEnv
 from .policy_eval import LoadPolicy, MakeRunner
 
 DEFAULT_INSTRUCTION = "pick up the red cube"
@@ -63,20 +66,14 @@ def judge_instruction(instruction: str, task: str | None = None, color: str | No
 
 
 def parse_latency(value: str | float | None) -> float | None:
-    """Emulated inference latency in seconds: "0" / "50" / "50ms" / "0.05s" / a number of ms; "wall": the measured
-    wall time of each inference (returned as None, what the async runner takes for that)."""
+    """Emulated inference latency in seconds (the grammar of `onboard eval` / `onboard run`: "50ms", "0.05s", "0.05";
+    "wall": the measured wall time of each inference, returned as None); no value: 0."""
     if value is None:
         return 0.0
-    if isinstance(value, int | float):
-        return float(value) / 1000.0
-    text = str(value).strip().lower()
-    if text == "wall":
-        return None
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ms|s)?", text)
-    if not m:
-        raise DemoError(f"--latency takes milliseconds (e.g. 50 or 50ms), seconds (0.05s) or 'wall'; got {value!r}")
-    number = float(m.group(1))
-    return number if m.group(2) == "s" else number / 1000.0
+    try:
+        return _parse_latency(value)
+    except ValueError as exc:
+        raise DemoError(str(exc)) from None
 
 
 class _TimedPolicy:
@@ -94,43 +91,6 @@ class _TimedPolicy:
         chunk = self.policy.infer(observation)
         self.infer_ms.append((time.perf_counter() - t) * 1e3)
         return chunk
-
-
-class _Recorder:
-    """``env`` with two extra cameras (front and wrist, at a watchable size) read after every reset and step."""
-
-    def __init__(self, env, size: int):
-        from .cameras import RenderedCamera
-
-        self.env = env
-        self.front = RenderedCamera(
-            env.world, "front", name="demo_front", height=size, width=size * 4 // 3, fps=env.fps
-        )
-        self.wrist = RenderedCamera(env.world, "wrist", name="demo_wrist", height=size, width=size, fps=env.fps)
-        self.front.connect()
-        self.wrist.connect()
-        self.frames: list[np.ndarray] = []
-
-    @property
-    def unwrapped(self):
-        return self.env
-
-    def _grab(self) -> None:
-        self.frames.append(np.concatenate([self.front.read_latest().rgb, self.wrist.read_latest().rgb], axis=1))
-
-    def reset(self, **kwargs):
-        out = self.env.reset(**kwargs)
-        self._grab()
-        return out
-
-    def step(self, action):
-        out = self.env.step(action)
-        self._grab()
-        return out
-
-    def close(self) -> None:
-        self.front.disconnect()
-        self.wrist.disconnect()
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -182,7 +142,8 @@ def run_policy_demo(
         + ("= wall time of each inference" if latency_s is None else f"{latency_s * 1e3:.0f} ms")
     )
     env = SO101Env(task=judged_task, color=judged_color, image_size=(size, size))
-    recorder = _Recorder(env, video_size)
+    recorder = VideoEnv(env, video_size)
+    recorder.recording = True
     try:
         t_episode = time.perf_counter()
         result = run_episode_with_runner(recorder, policy, "async", latency_s, spec, make_runner=make_runner)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import shlex
 import time
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from robot.latency import parse_latency
 
 from . import tasks as T
 from .cameras import RenderedCamera
@@ -83,22 +84,6 @@ class EvalConfig:
         return self.policy_type
 
 
-def parse_latency(text: str | float | None) -> float | None:
-    """ "200ms", "0.2s", "0.2" (seconds) -> seconds; "wall"/"none" -> None (the wall time infer takes)."""
-    if text is None:
-        return None
-    if isinstance(text, int | float):
-        return float(text)
-    s = str(text).strip().lower()
-    if s in ("wall", "none", "measured"):
-        return None
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(ms|s)?", s)
-    if not m:
-        raise ValueError(f"latency must look like 200ms, 0.2s or 0.2 (seconds), or 'wall'; got {text!r}")
-    value = float(m.group(1))
-    return value / 1000.0 if m.group(2) == "ms" else value
-
-
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (95 % by default); (0, 1) when n == 0."""
     if n <= 0:
@@ -127,7 +112,7 @@ def specs_for(cfg: EvalConfig) -> list[T.TaskSpec]:
     return specs
 
 
-class _VideoEnv:
+class VideoEnv:
     """``env`` with two extra cameras (front and wrist, larger than the policy's) read after every reset and step
     while ``recording``; ``frames`` holds the side-by-side views."""
 
@@ -269,7 +254,7 @@ class EpisodeRunner:
         self.policy, self.env = _make_policy(
             cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size)), load_policy
         )
-        self.venv = _VideoEnv(self.env, cfg.video_size) if cfg.videos > 0 else None
+        self.venv = VideoEnv(self.env, cfg.video_size) if cfg.videos > 0 else None
 
     def run(self, i: int, spec: T.TaskSpec) -> dict[str, Any]:
         """Episode ``i`` (of ``spec``): its report record."""

@@ -58,7 +58,6 @@ def test_a_50ms_stall_is_an_overrun_and_the_loop_returns_to_its_schedule(clock: 
     assert max(stats.tick_time) == pytest.approx(0.05, abs=EXACT)
 
 
-
 def test_a_stall_in_the_last_tick_skips_no_deadline_past_the_end(clock: SimClock):
     def step(tick):
         if tick.index == 48:
@@ -67,6 +66,7 @@ def test_a_stall_in_the_last_tick_skips_no_deadline_past_the_end(clock: SimClock
     stats = run_loop(step, clock, 50, duration_s=1.0)
     assert stats.overruns == 1 and stats.skipped == 1
     assert stats.ticks + stats.skipped == 50  # every deadline of the run is either a tick or a skip, none beyond
+
 
 def test_a_tick_that_ends_on_the_next_deadline_is_not_an_overrun(clock: SimClock):
     stats = run_loop(lambda tick: clock.sleep(0.02), clock, 50, ticks=10)

@@ -35,7 +35,7 @@ def test_judge_overrides_and_latency():
     with pytest.raises(DemoError):
         judge_instruction("x", task="stack")
     assert parse_latency(None) == 0.0
-    assert parse_latency("50") == parse_latency("50ms") == parse_latency("0.05s") == pytest.approx(0.05)
+    assert parse_latency("0.05") == parse_latency("50ms") == parse_latency("0.05s") == pytest.approx(0.05)  # as eval
     assert parse_latency("wall") is None
     with pytest.raises(DemoError):
         parse_latency("fast")
