@@ -2,7 +2,8 @@
 # Reproduces the bundled model (policies/bundled/so101_vla): demonstrations from the scripted expert through
 # `onboard record` (headless, sim clock), `onboard train` on the CPU, `onboard export`, then `onboard eval`.
 #
-#   scripts/make_model.sh [WORK_DIR] [STAGE...]      stages: data train export eval (default: all, in order)
+#   scripts/make_model.sh [WORK_DIR] [STAGE...]      stages: data train export eval install (default: data train
+#                                                    export eval; install copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` resumes a killed run.
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (episodes per task), STEPS, BATCH, EVAL_N, NUM_ENVS.
@@ -60,6 +61,13 @@ for stage in $STAGES; do
   export)
     onboard export --checkpoint "$WORK/run/last" --output_dir "$WORK/bundle"
     ;;
+  install)  # replace the bundled model (the model card, policies/bundled/so101_vla/README.md, is kept)
+    dest=policies/bundled/so101_vla
+    mkdir -p "$dest/text"
+    cp "$WORK/bundle/bundle.json" "$WORK/bundle/vla.onnx" "$dest/"
+    cp "$WORK/bundle/text/"* "$dest/text/"
+    du -sh "$dest"
+    ;;
   eval)
     # the acceptance suite on the exported bundle, unseen layout seeds (from 100000); one folder per run, then a table
     ev() {  # name, then onboard eval flags
@@ -85,7 +93,7 @@ for stage in $STAGES; do
     python -m sim.eval_report "$WORK/eval"
     ;;
   *)
-    echo "unknown stage $stage (data, train, export, eval)" >&2
+    echo "unknown stage $stage (data, train, export, eval, install)" >&2
     exit 2
     ;;
   esac
