@@ -26,7 +26,6 @@ from typing import Any
 POLICY_KINDS = ("vla", "onnx", "lerobot")
 RUNNER_KINDS = ("async", "sync")
 SIM_CAMERAS = ("front", "wrist")
-_DEFAULT: Any = object()  # ``threads`` not given: the backend's own default
 
 
 def detect_policy_type(path: str | Path | None) -> str:
@@ -39,32 +38,24 @@ def detect_policy_type(path: str | Path | None) -> str:
     return policy_kind(path)
 
 
-def policy_and_size(kind: str, path: Any, *, threads: int | None = _DEFAULT) -> tuple[Any, int]:
-    """(policy, image_size): the ``kind`` policy at ``path`` and the square camera size (px) it takes. ``threads``:
-    intra-op threads for the torch and onnxruntime backends (default: the backend's own)."""
-    opts = {} if threads is _DEFAULT else {"threads": threads}
-    if kind == "vla":
-        from policies.vla.policy import VLAPolicy
+def policy_and_size(kind: str, path: Any, *, threads: int | None = None) -> tuple[Any, int]:
+    """(policy, image_size): the ``kind`` policy at ``path`` (loaded by ``robot.policy_loader.load_policy``) and the
+    square camera size (px) it takes. ``threads``: intra-op threads for the torch and onnxruntime backends (None: the
+    backend's own default)."""
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"policy kind must be one of {POLICY_KINDS}, got {kind!r}")
+    from .policy_loader import load_policy
 
-        policy = VLAPolicy(path, **opts)
-        return policy, int(policy.config.image_size)
-    if kind == "onnx":
-        from policies.onnx_policy import OnnxVLAPolicy
-
-        policy = OnnxVLAPolicy(path, **opts)
-        return policy, int(policy.image_size)
+    loaded = load_policy(path, kind, threads=threads)
     if kind == "lerobot":
-        from policies.lerobot_policy import LeRobotPolicy
-
-        policy = LeRobotPolicy(path)
-        missing = [c for c in policy.cameras if c not in SIM_CAMERAS]
+        missing = [c for c in loaded.cameras or () if c not in SIM_CAMERAS]
         if missing:
             raise ValueError(
-                f"the LeRobot policy takes cameras {policy.cameras}; the simulation has 'front' and 'wrist' "
+                f"the LeRobot policy takes cameras {loaded.cameras}; the simulation has 'front' and 'wrist' "
                 f"(no {missing})"
             )
-        return policy, int(policy.image_size[0]) if policy.image_size else 96  # the policy resizes non-square inputs
-    raise ValueError(f"policy kind must be one of {POLICY_KINDS}, got {kind!r}")
+    # square cameras at the policy's height; the LeRobot backend resizes to a non-square input itself
+    return loaded.policy, int(loaded.image_size[0]) if loaded.image_size else 96
 
 
 class _PlainChunks:

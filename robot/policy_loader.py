@@ -68,15 +68,17 @@ def describe(policy: Policy, kind: str = "custom", path: str | None = None) -> L
     )
 
 
-def load_policy(path: str | Path, kind: str | None = None) -> LoadedPolicy:
-    """Load the policy in ``path`` with the backend ``kind`` (None: ``policy_kind(path)``)."""
+def load_policy(path: str | Path, kind: str | None = None, *, threads: int | None = None) -> LoadedPolicy:
+    """Load the policy in ``path`` with the backend ``kind`` (None: ``policy_kind(path)``). ``threads``: intra-op
+    threads of the torch and onnxruntime backends (None: the backend's own default)."""
+    opts = {} if threads is None else {"threads": threads}
     kind = kind or policy_kind(path)
     if kind not in KINDS:
         raise RobotError(f"--policy.type must be one of {KINDS}, got {kind!r}")
     if kind == "onnx":
         from policies.onnx_policy import OnnxVLAPolicy
 
-        policy: Policy = OnnxVLAPolicy(path)
+        policy: Policy = OnnxVLAPolicy(path, **opts)
     elif kind == "lerobot":
         from policies.lerobot_policy import LeRobotPolicy
 
@@ -89,5 +91,5 @@ def load_policy(path: str | Path, kind: str | None = None) -> LoadedPolicy:
                 f"{path} is a torch VLA checkpoint (no bundle.json): running it needs torch (pip install "
                 "'onboard[train]'), or export it to a torch-free bundle with `onboard export`"
             ) from exc
-        policy = VLAPolicy(path)
+        policy = VLAPolicy(path, **opts)
     return describe(policy, kind, str(path))
