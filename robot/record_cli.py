@@ -57,6 +57,15 @@ def add_parser(
         p.add_argument("--sim.image_size", dest="sim_image_size", type=int, default=96, help="sim: camera px")
         p.add_argument("--sim.task", dest="sim_task", default=None, help="sim: touch, pick or place (default: any)")
         p.add_argument(
+            "--sim.disturbance",
+            dest="sim_disturbance",
+            type=float,
+            default=0.0,
+            metavar="DEG",
+            help="sim: push the follower's arm joints off the leader's goals during episodes (random, this standard "
+            "deviation in degrees; ~1 gives demonstrations that show recovery, DART-style; default 0)",
+        )
+        p.add_argument(
             "--display_data",
             action="store_true",
             help="live view: joint plots and cameras on a local web page (its address is printed)",

@@ -104,6 +104,9 @@ class JointPlant:
         self.stall_torque = float(stall_torque)
         self.no_load_speed = float(no_load_speed)
         self.actuator_id = a
+        # rad added to the actuator's reference in position mode: the arm is pushed off the goal as if by an external
+        # force the servo balances (sim.disturbance sets it; the registers still show the goal that was written)
+        self.disturbance = 0.0
         self.range = (float(model.jnt_range[joint.id, 0]), float(model.jnt_range[joint.id, 1]))  # rad
         self._qadr = int(model.jnt_qposadr[joint.id])
         self._dadr = int(model.jnt_dofadr[joint.id])
@@ -186,7 +189,7 @@ class JointPlant:
             self._take(cmd, releases)
         if not self._moving:
             if self._mode == POSITION:
-                self._ctrl[self.actuator_id] = self._ref_ctrl  # held, whatever reset data.ctrl
+                self._ctrl[self.actuator_id] = self._ref_ctrl + self.disturbance  # held, whatever reset data.ctrl
             return
         err = cmd.target - self._ref
         a = cmd.acceleration if cmd.acceleration > 0 else MAX_ACCELERATION
@@ -202,13 +205,13 @@ class JointPlant:
         else:
             self._ref += step
         self._ref_ctrl = (self._ref - self._offset) / self._scale
-        self._ctrl[self.actuator_id] = self._ref_ctrl
+        self._ctrl[self.actuator_id] = self._ref_ctrl + self.disturbance
 
     def _take(self, cmd: MotorCommand, releases: int) -> None:
         if cmd.mode == POSITION and (self._mode != POSITION or releases != self._releases_seen):
             self._ref, self._vref = self.position, 0.0  # the profile starts where the horn is
             self._ref_ctrl = float(self._qpos[self._qadr])
-            self._ctrl[self.actuator_id] = self._ref_ctrl
+            self._ctrl[self.actuator_id] = self._ref_ctrl + self.disturbance
         self._releases_seen = releases
         self._mode = cmd.mode
         self._apply_gains(cmd)

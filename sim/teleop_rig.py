@@ -27,6 +27,7 @@ from robot.record import Rig
 
 from . import tasks as T
 from .cameras import RenderedCamera
+from .disturbance import JointDisturbance
 from .leader import ExpertLeader
 from .so101 import SimulatedSO101
 
@@ -45,9 +46,14 @@ class SimEpisodes:
         seed: int = 0,
         tasks: tuple[str, ...] | None = None,
         colors: tuple[str, ...] = T.COLORS,
+        disturbance_deg: float = 0.0,
     ):
+        if not (math.isfinite(disturbance_deg) and disturbance_deg >= 0):
+            raise ValueError(f"disturbance_deg must be >= 0 (degrees), got {disturbance_deg}")
         self.follower, self.leader = follower, leader
         self.seed, self.tasks, self.colors = int(seed), tasks, colors
+        self.disturbance_deg = float(disturbance_deg)
+        self._disturbance: JointDisturbance | None = None
         self.spec: T.TaskSpec | None = None
         self._prepared: int | None = None
         self.specs: dict[int, T.TaskSpec] = {}
@@ -75,11 +81,20 @@ class SimEpisodes:
     def begin_episode(self, index: int) -> str | None:
         spec = self.spec if self._prepared == index and self.spec is not None else self.layout(index)
         self._prepared = None  # a re-recorded episode gets its scene laid out again
+        self._stop_disturbance()
+        if self.disturbance_deg > 0:  # pushes on the follower while the episode runs (sim.disturbance)
+            self._disturbance = JointDisturbance(self.follower, std_deg=self.disturbance_deg, seed=[self.seed, index])
         self.leader.start(spec)
         return spec.instruction
 
     def end_episode(self) -> None:
         self.leader.stop()
+        self._stop_disturbance()
+
+    def _stop_disturbance(self) -> None:
+        if self._disturbance is not None:
+            self._disturbance.close()
+            self._disturbance = None
 
     def begin_reset(self, next_index: int) -> None:
         self.layout(next_index)
@@ -95,10 +110,13 @@ def build_sim_rig(
     cameras: tuple[str, ...] = CAMERAS,
     tasks: tuple[str, ...] | None = None,
     encoder_queue_size: int | None = 100_000,
+    disturbance_deg: float = 0.0,
 ) -> Rig:
     """The simulated rig (module doc). Calibration files that exist are installed into the simulated servos.
     ``encoder_queue_size``: the sim runs faster than real time, so the video encoders may fall behind by a whole
-    episode (the default lets them)."""
+    episode (the default lets them). ``disturbance_deg``: during episodes the follower's arm joints are pushed off
+    the leader's goals by this much (standard deviation, degrees; ``sim.disturbance``), for demonstrations with
+    recovery; 0 = none."""
     follower = SimulatedSO101(seed=ARM_SEED)
     leader = ExpertLeader(follower, seed=ARM_SEED, rate_hz=fps)
     for sim_arm, path in ((follower, robot_calibration), (leader.sim, teleop_calibration)):
@@ -112,7 +130,7 @@ def build_sim_rig(
             )
     h, w = image_size
     cams = {name: RenderedCamera(follower.world, name, height=h, width=w, fps=fps) for name in cameras}
-    hooks = SimEpisodes(follower, leader, seed=seed, tasks=tasks)
+    hooks = SimEpisodes(follower, leader, seed=seed, tasks=tasks, disturbance_deg=disturbance_deg)
 
     def close() -> None:
         leader.close()
@@ -155,4 +173,5 @@ def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
         image_size=(int(size), int(size)),
         fps=float(fps),
         tasks=(task,) if task else None,
+        disturbance_deg=float(getattr(args, "sim_disturbance", 0.0) or 0.0),
     )
