@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .augment import AugmentConfig, augment_batch
 from .data import ChunkDataset, make_dataloader, normalization_stats
 from .vla.checkpoint import load_checkpoint, save_checkpoint
 from .vla.config import VLAConfig
@@ -46,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     amp: str = "none"  # "bf16": bfloat16 autocast on the CPU (oneDNN uses AMX/AVX-512 BF16 where the CPU has them)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # policies.augment: image shift, state noise
     model: VLAConfig = field(default_factory=VLAConfig)
 
     def __post_init__(self) -> None:
@@ -60,6 +62,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["model"] = self.model.to_dict()
+        d["augment"] = asdict(self.augment)
         d["datasets"] = list(self.datasets)
         return d
 
@@ -159,6 +162,7 @@ def train(
     log(f"model: {model.num_parameters() / 1e6:.2f} M parameters; {'resuming at' if step else 'starting'} step {step}")
 
     loader = make_dataloader(data, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed + step)
+    generator = torch.Generator().manual_seed(cfg.seed + 7919 * (step + 1))  # augmentation draws
     bar = None
     if progress:
         from tqdm import tqdm
@@ -171,6 +175,7 @@ def train(
             if step >= cfg.steps:
                 break
             batch["task_embedding"] = torch.stack([table[t] for t in batch["task"]])  # (B,384)
+            batch = augment_batch(batch, cfg.augment, keys, generator)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):

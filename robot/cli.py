@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model.chunk_size", dest="chunk_size", type=int, default=20)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16: bfloat16 autocast on the CPU")
+    p.add_argument(
+        "--augment.shift", dest="augment_shift", type=int, default=0, help="random image shift, px (0: off; try 4)"
+    )
+    p.add_argument(
+        "--augment.state_noise",
+        dest="augment_state_noise",
+        type=float,
+        default=0.0,
+        help="Gaussian noise on the input joint state, degrees (0: off; try 1)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
     p.set_defaults(func=cmd_train)
 
@@ -285,6 +295,7 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from policies.augment import AugmentConfig
     from policies.train import TrainConfig, train
     from policies.vla.config import VLAConfig
 
@@ -298,6 +309,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         threads=args.threads,
         amp=args.amp,
+        augment=AugmentConfig(shift=args.augment_shift, state_noise=args.augment_state_noise),
         model=VLAConfig(chunk_size=args.chunk_size),
     )
     evaluate = None

@@ -1,0 +1,64 @@
+"""Training-time augmentation of VLA batches (never at inference; the exported model does not contain it).
+
+- ``random_shift``: each image is padded by ``pad`` pixels (edge pixels repeated) and cropped back to its size at a
+  random offset, i.e. shifted by up to ``pad`` px in x and y (the DrQ / Diffusion Policy recipe against overfitting
+  image features with a few hundred demonstrations).
+- ``state_noise``: Gaussian noise (``std`` in LeRobot units: degrees, gripper 0-100) on ``observation.state``, so the
+  policy cannot copy the current joint state into its actions (the "copycat" shortcut of behaviour cloning) and has to
+  look at the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    shift: int = 0  # px: random shift of every image by up to this much (0 = off)
+    state_noise: float = 0.0  # std of Gaussian noise on the state, LeRobot units (0 = off)
+
+    def __post_init__(self) -> None:
+        if self.shift < 0:
+            raise ValueError(f"augment.shift must be >= 0 pixels, got {self.shift}")
+        if not self.state_noise >= 0:
+            raise ValueError(f"augment.state_noise must be >= 0, got {self.state_noise}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.shift > 0 or self.state_noise > 0
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,3,H,W) uint8 or float -> (B,3,H,W) float in [0,1] (uint8 is scaled by 1/255), each image shifted by a random
+    integer offset in [-pad, pad] in x and y, edges repeated."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()  # (B,3,H,W)
+    if pad <= 0:
+        return x
+    B, _, H, W = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")  # (B,3,H+2p,W+2p)
+    off = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)  # (B,2) top-left corner of each crop
+    return torch.stack(
+        [padded[i, :, int(dy) : int(dy) + H, int(dx) : int(dx) + W] for i, (dy, dx) in enumerate(off)]
+    )  # (B,3,H,W)
+
+
+def augment_batch(
+    batch: dict[str, Any], cfg: AugmentConfig, image_keys: list[str], generator: torch.Generator | None = None
+) -> dict[str, Any]:
+    """A copy of ``batch`` with ``cfg``'s augmentation applied to ``image_keys`` and ``observation.state``."""
+    if not cfg.enabled:
+        return batch
+    out = dict(batch)
+    if cfg.shift > 0:
+        for key in image_keys:
+            out[key] = random_shift(torch.as_tensor(batch[key]), cfg.shift, generator)
+    if cfg.state_noise > 0:
+        state = torch.as_tensor(batch["observation.state"]).float()  # (B,S)
+        noise = torch.randn(state.shape, generator=generator) * cfg.state_noise
+        out["observation.state"] = state + noise
+    return out
