@@ -289,7 +289,10 @@ class ExpertConfig:
     # (2 s) turns its torque off; a few percent of stall (~0.3 N*m, ~5 N at the pads) holds a 15 g cube easily.
     hold_load: tuple[float, float] = (0.05, 0.16)
     hold_gain: float = 1.0  # gripper units opened per unit of load above the window, per call
-    hold_settle: tuple[float, float] = (0.2, 1.2)  # s from squeezing to holding before lifting: min, max
+    # s from squeezing to holding before lifting: min, max. The lift starts 0.2 s after the jaw stopped, whatever the
+    # load (it is regulated on during the lift): a policy sees the jaw stop but not the load, so a wait that ends
+    # on the load reading (up to 1.2 s before) left it stuck holding the cube on the table.
+    hold_settle: tuple[float, float] = (0.2, 0.2)
     jaw_still: float = 0.25  # gripper units: the jaw reading moved less than this over three calls
     touch_gripper: float = 4.0  # jaws nearly closed, not pressing on each other
     hover_z: float = 0.06
