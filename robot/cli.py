@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="Gaussian noise on the input joint state, degrees (0: off; try 1)",
     )
+    p.add_argument(
+        "--init_from",
+        default=None,
+        metavar="CKPT",
+        help="start from this checkpoint's weights and normalisation (fine-tuning; fresh optimizer and schedule)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --output_dir from its last checkpoint")
     p.set_defaults(func=cmd_train)
 
@@ -198,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=0, help="write videos of the first N episodes")
     p.add_argument(
         "--num_envs", type=int, default=1, help="environments, each in its own process (default 1: one, in-process)"
+    )
+    p.add_argument(
+        "--safety",
+        choices=["on", "off"],
+        default="on",
+        help="on (default): the actions go through SafeArm, as `onboard run` sends them to a real arm (clamps, stall "
+        "stop, a grasp derated below the servo's overload threshold); off: straight to the arm",
     )
     p.add_argument("--output_dir", default="outputs/eval", help="report.json, summary.png, videos/")
     p.set_defaults(func=cmd_eval)
@@ -310,6 +323,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         amp=args.amp,
         augment=AugmentConfig(shift=args.augment_shift, state_noise=args.augment_state_noise),
+        init_from=args.init_from,
         model=VLAConfig(chunk_size=args.chunk_size),
     )
     evaluate = None

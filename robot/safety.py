@@ -78,7 +78,9 @@ class SafetyConfig:
       ``gripper_hold_torque`` 0.2 while a grasp is held (below the Overload_Torque of 25 % that ``Arm.configure``
       sets, so the servo's protection does not drop the object after 2 s).
     - stall: ``stall_load`` 0.7 of the joint's torque limit, ``stall_error_deg`` 2 (the servo's P term saturates
-      within ~2 deg when blocked), the joint slower than ``stall_velocity_deg_s`` 10 (a stalled joint does not move;
+      within ~2 deg when blocked; ``gripper_stall_error`` 2 units for the gripper: a policy's grasp goal is often
+      only a few units inside the object, and a jaw squeezing at its torque limit is a stall whatever the error),
+      the joint slower than ``stall_velocity_deg_s`` 10 (a stalled joint does not move;
       a fast move at full torque does), all for ``stall_time_s`` 0.5: well before the servo's own overload cut-out
       (80 % for 2 s), long enough to ignore the torque peak of a start.
     - ``temperature_warn_c`` 55 / ``temperature_stop_c`` 65: grippers holding objects reach 50 C in a minute and burn
@@ -95,7 +97,8 @@ class SafetyConfig:
     gripper_hold_torque: float = 0.2
     stall_load: float = 0.7
     stall_error_deg: float = 2.0
-    gripper_stall_error: float = 5.0
+    gripper_stall_error: float = 2.0
+    gripper_release_margin: float = 1.0  # a derated grasp ends when the goal is this far on the open side of the jaw
     stall_time_s: float = 0.5
     stall_velocity_deg_s: float = 10.0
     gripper_on_stall: Literal["derate", "stop"] = "derate"
@@ -112,6 +115,7 @@ class SafetyConfig:
             "gripper_max_velocity",
             "stall_error_deg",
             "gripper_stall_error",
+            "gripper_release_margin",
             "stall_time_s",
             "stall_velocity_deg_s",
         )
@@ -395,6 +399,16 @@ class SafeArm:
             self.config.gripper_hold_torque * 100,
         )
 
+    def _releases_grasp(self, goal: float, ref: float) -> bool:
+        """Does a new gripper ``goal`` end the derated grasp? When it no longer squeezes: the goal is at least
+        ``gripper_release_margin`` on the open side of the jaw's last measured position (a policy's goal jitters by a
+        unit or two while it holds; that is not a release). Without a reading: any move towards open."""
+        assert self.grasp is not None and self._grip is not None
+        r = self.last_readings
+        if r is not None:
+            return self.grasp * (goal - float(r.positions[self._grip])) <= -self.config.gripper_release_margin
+        return not math.isnan(ref) and self.grasp * (goal - ref) < 0
+
     def _set_gripper_torque(self, fraction: float) -> None:
         if self._grip is not None:
             self.arm.bus.write(self.ids[self._grip], "Torque_Limit", round(fraction * 1000))
@@ -455,7 +469,7 @@ class SafeArm:
                     g = clamp(k, g, ref - self._vel_cap[k] * dt, ref + self._vel_cap[k] * dt, "velocity")
                 else:
                     g = clamp(k, g, ref - step, ref + step, "step")
-            if k == self._grip and self.grasp is not None and not math.isnan(ref) and self.grasp * (g - ref) < 0:
+            if k == self._grip and self.grasp is not None and self._releases_grasp(g, ref):
                 self._set_gripper_torque(self.config.gripper_torque_limit)  # commanded to open: the grasp is over
             out[m] = g
         sent = self.arm.send_action({self.keys[k]: float(v) for k, v in zip(idx, out, strict=True)})

@@ -17,6 +17,10 @@ Observation (a ``Dict`` space with LeRobot's feature names): ``observation.state
 ``observation.images.front`` and ``observation.images.wrist`` uint8 (H, W, 3), ``task`` (the instruction). Reward 1.0
 on the step the task counts as solved (its success predicate held for the task's hold time), which also terminates
 the episode; ``info["is_success"]``. Episodes are truncated at the task's maximum duration.
+
+``safety=True`` (or a ``robot.safety.SafetyConfig``) puts ``SafeArm`` between the action and the arm, as
+``onboard run`` does on a real follower: goals clamped in step and velocity, stalls stopped, a stalled gripper (a
+grasp) derated below the servo's overload threshold; a safety stop raises its ``SafetyError`` from ``step()``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gymnasium import spaces
 
 from robot.arm import Arm, ArmConfig
 from robot.calibration import MotorCalibration, save_calibration
+from robot.safety import SafeArm, SafetyConfig
 
 from . import tasks as T
 from .cameras import RenderedCamera
@@ -66,6 +71,7 @@ class SO101Env(gym.Env):
         render_mode: str | None = None,
         render_size: tuple[int, int] = (240, 320),
         arm_seed: int = 0,
+        safety: bool | SafetyConfig = False,
     ):
         if task is not None:
             T.get_task(task)
@@ -92,6 +98,9 @@ class SO101Env(gym.Env):
         self.arm.disconnect()
         self.sim.bus.power_cycle()
         self.arm.connect()
+        self.safe: SafeArm | None = None
+        if safety:
+            self.safe = SafeArm(self.arm, self.clock, safety if isinstance(safety, SafetyConfig) else None)
         h, w = image_size
         self.cameras = {name: RenderedCamera(self.world, name, height=h, width=w, fps=self.fps) for name in cameras}
         for cam in self.cameras.values():
@@ -144,6 +153,8 @@ class SO101Env(gym.Env):
             mujoco.mj_forward(model, data)
         self.arm.enable_torque()
         self.arm.send_action(self.arm.read_positions())
+        if self.safe is not None:
+            self.safe.start()  # a fresh reference (and no grasp, no stop) for the new episode
         self._t0 = self.clock.now()
         self._held_since = None
         self._steps = 0
@@ -153,7 +164,11 @@ class SO101Env(gym.Env):
         if self.spec_ is None:
             raise RuntimeError("call reset() before step()")
         action = np.asarray(action, dtype=np.float32)
-        self.arm.send_action(action)
+        if self.safe is not None:
+            self.safe.check()  # may raise a SafetyError (the arm stopped)
+            self.safe.send_action(action)
+        else:
+            self.arm.send_action(action)
         self._steps += 1
         self.clock.sleep_until(self._t0 + self._steps / self.fps)
         obs = self._observe()

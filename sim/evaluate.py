@@ -62,6 +62,7 @@ class EvalConfig:
     output_dir: str = "outputs/eval"
     horizon: int = 30  # expert only: the chunk length
     num_envs: int = 1  # environments, each in its own worker process (sim/eval_workers.py)
+    safety: bool = True  # actions through SafeArm, as `onboard run` sends them (robot/safety.py)
 
     def command(self) -> str:
         """The `onboard eval` command line that reproduces this run."""
@@ -73,6 +74,7 @@ class EvalConfig:
             parts.append(f"--instruction={self.instruction}")
         parts += [f"--split={self.split}", f"--n={self.n}", f"--seed0={self.seed0}", f"--latency={self.latency}"]
         parts += [f"--runner={self.runner}", f"--videos={self.videos}", f"--output_dir={self.output_dir}"]
+        parts.append(f"--safety={'on' if self.safety else 'off'}")
         if self.num_envs != 1:
             parts.append(f"--num_envs={self.num_envs}")
         return shlex.join(parts)
@@ -252,7 +254,7 @@ class EpisodeRunner:
         self.cfg, self.out, self.latency_s = cfg, out, latency_s
         self.make_runner = make_runner
         self.policy, self.env = _make_policy(
-            cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size)), load_policy
+            cfg, lambda size: SO101Env(task=cfg.task, image_size=(size, size), safety=cfg.safety), load_policy
         )
         self.venv = VideoEnv(self.env, cfg.video_size) if cfg.videos > 0 else None
 
@@ -465,4 +467,5 @@ def config_from_args(args, detect_policy_type: Callable[[str | None], str]) -> E
         videos=args.videos,
         output_dir=args.output_dir,
         num_envs=getattr(args, "num_envs", 1),
+        safety=getattr(args, "safety", "on") == "on",
     )

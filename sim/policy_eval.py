@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hardware.feetech.errors import FeetechError
+from robot.errors import SafetyError
 
 from . import tasks as T
 from .envs import SO101Env
@@ -204,7 +205,7 @@ def run_episode_with_runner(
             _skip_missed_deadlines(base)
             try:
                 obs, _, terminated, truncated, info = env.step(action)
-            except FeetechError as exc:  # a servo protection tripped (e.g. overload): the episode failed
+            except (FeetechError, SafetyError) as exc:  # a servo protection or SafeArm stopped the arm: a failure
                 fault = str(exc)
                 _power_cycle(base)
                 break

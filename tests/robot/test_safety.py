@@ -166,10 +166,40 @@ def test_a_stalled_gripper_is_derated_not_stopped(rig: Rig):
         assert rig.torque() == [1] * 6  # still squeezing the object, below the servo's overload threshold
         # opening ends the grasp: full gripper torque again
         rig.sim.hand.release()
-        rig.clock.sleep(0.04)
-        safe.send_action({KEYS[5]: 80.0})
+        for _ in range(5):  # the opening goal ramps at the gripper's velocity limit; once past the jaw, full torque
+            rig.clock.sleep(0.04)
+            safe.check()
+            safe.send_action({KEYS[5]: 80.0})
         assert safe.grasp is None and grip.read_register("Torque_Limit") == 500
 
+
+
+def test_a_held_grasp_survives_goal_jitter_and_ends_when_the_goal_opens_past_the_jaw(rig: Rig):
+    """A policy holding a cube jitters its gripper goal by a unit or two: that is not a release. The grasp ends when
+    the goal no longer squeezes (``gripper_release_margin`` on the open side of the measured jaw)."""
+    grip = rig.sim.servos["gripper"]
+    with SafeArm(rig.arm, rig.clock) as safe:
+        goal = safe.check().positions.copy()
+        rig.sim.hand.hold("gripper", rig.sim.joint_angle("gripper"))
+        jaw = float(safe.check().positions[5])
+        goal[5] = jaw - 4.0  # a policy's grasp: a few units inside the object
+
+        def step(tick):
+            safe.check()
+            safe.send_action(goal)
+
+        ControlLoop(rig.clock, RATE).run(step, duration_s=1.5)
+        assert safe.grasp == -1.0 and grip.read_register("Torque_Limit") == 200  # derated (error < the old 5 units)
+        for g in (jaw - 2.0, jaw - 3.5, jaw - 0.5):  # jitter, still squeezing
+            rig.clock.sleep(1 / RATE)
+            safe.check()
+            safe.send_action({KEYS[5]: g})
+            assert safe.grasp == -1.0 and grip.read_register("Torque_Limit") == 200
+        rig.clock.sleep(1 / RATE)
+        safe.check()
+        safe.send_action({KEYS[5]: jaw + 1.5})  # open past the jaw: the grasp is over
+        assert safe.grasp is None and grip.read_register("Torque_Limit") == 500
+        rig.sim.hand.release()
 
 # ---------------------------------------------------------------------------------------------------- temperature
 def test_temperature_warns_then_stops(rig: Rig, caplog):

@@ -85,3 +85,30 @@ def test_vector_api():
         assert reward.shape == (2,) and "is_success" in info
     finally:
         envs.close()
+
+
+def test_safety_puts_safearm_between_the_action_and_the_arm():
+    from robot.errors import StallError
+    from sim.envs import SO101Env
+
+    env = SO101Env(task="pick", cameras=(), safety=True)
+    try:
+        obs, _ = env.reset(seed=2)
+        assert env.safe is not None and not env.safe.stopped
+        action = obs["observation.state"].copy()
+        action[0] += 30.0  # one tick: SafeArm's step/velocity clamp lets only part of it through
+        env.step(action)
+        assert env.safe.last_readings is not None and 0 < env.safe._goal[0] - obs["observation.state"][0] < 30.0
+        # a blocked joint: SafeArm stops the arm (torque off) and step() raises, as `onboard run` would
+        env.sim.hand.hold("elbow_flex", env.sim.joint_angle("elbow_flex"))
+        blocked = env.step(obs["observation.state"])[0]["observation.state"].copy()
+        blocked[2] += 20.0
+        with pytest.raises(StallError, match="elbow_flex stalled"):
+            for _ in range(60):
+                env.step(blocked)
+        env.sim.hand.release()
+        env.reset(seed=2)  # the next episode starts with the arm accepting goals again
+        assert not env.safe.stopped
+        env.step(env.reset(seed=2)[0]["observation.state"])
+    finally:
+        env.close()
