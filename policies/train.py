@@ -48,6 +48,7 @@ class TrainConfig:
     threads: int = 2
     amp: str = "none"  # "bf16": bfloat16 autocast on the CPU (oneDNN uses AMX/AVX-512 BF16 where the CPU has them)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # policies.augment: image shift, state noise
+    init_from: str | None = None  # a checkpoint folder: start from its weights and normalisation (fine-tuning)
     model: VLAConfig = field(default_factory=VLAConfig)
 
     def __post_init__(self) -> None:
@@ -149,6 +150,14 @@ def train(
                 f"--resume: the checkpoint's model config differs from this run's:\n{model_cfg}\n{cfg.model}"
             )
         step = json.loads((last / "trainer.json").read_text())["step"]
+    elif cfg.init_from:
+        model, model_cfg, stats = load_checkpoint(cfg.init_from)
+        if model_cfg != cfg.model:
+            raise ValueError(
+                f"--init_from {cfg.init_from}: its model config differs from this run's:\n{model_cfg}\n{cfg.model}"
+            )
+        log(f"weights and normalisation statistics from {cfg.init_from}")
+        step = 0
     else:
         stats = _merged_stats(datasets)
         model = VLA(cfg.model, stats)

@@ -130,3 +130,33 @@ def test_periodic_evaluation_in_simulation_runs_a_checkpoint(tmp_path):
     ckpt = train(cfg, progress=False, log=lambda _: None)
     report = evaluate_checkpoint(ckpt, task="touch", n=1, load_policy=policy_and_size, make_runner=make_runner)
     assert report["n"] == 1 and 0.0 <= report["success_rate"] <= 1.0  # an untrained model: runs, success unlikely
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
+    data = make_dataset(tmp_path / "ds")
+    base = TrainConfig(
+        datasets=(str(data),), output_dir=str(tmp_path / "a"), steps=3, batch_size=4, warmup_steps=1, model=SMALL
+    )
+    train(base, log=lambda _: None, progress=False)
+    logs: list[str] = []
+    # lr 0: the fine-tuning run changes nothing, so its checkpoint must be the one it started from
+    start = str(tmp_path / "a" / "last")
+    changes = {"output_dir": str(tmp_path / "b"), "init_from": start, "lr": 0.0, "steps": 2}
+    tuned = TrainConfig(**{**base.__dict__, **changes})
+    train(tuned, log=logs.append, progress=False)
+    assert any("weights and normalisation statistics from" in line for line in logs)
+    assert any("starting step 0" in line for line in logs)  # a new run: its own schedule and optimizer
+    a, _, stats_a = load_checkpoint(tmp_path / "a" / "last")
+    b, _, stats_b = load_checkpoint(tmp_path / "b" / "last")
+    assert np.array_equal(stats_a["action"]["mean"], stats_b["action"]["mean"])  # the normalisation came along
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert np.array_equal(pa.numpy(), pb.numpy()), name
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["init_from"].endswith("last")
+
+    other = VLAConfig(**{**SMALL.__dict__, "d_model": 16})
+    with pytest.raises(ValueError, match="init_from"):
+        train(
+            TrainConfig(**{**tuned.__dict__, "output_dir": str(tmp_path / "c"), "model": other}),
+            log=lambda _: None,
+            progress=False,
+        )
