@@ -6,7 +6,10 @@
 #                                                    export eval; install copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` resumes a killed run.
-# Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (episodes per task), STEPS, BATCH, EVAL_N, NUM_ENVS.
+# Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
+# (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
+# recovery), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM (a checkpoint to fine-tune from
+# instead of starting from scratch), EVAL_N, NUM_ENVS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-outputs/model}
@@ -15,6 +18,14 @@ STAGES=${*:-data train export eval}
 TOUCH_EPS=${TOUCH_EPS:-150}
 PICK_EPS=${PICK_EPS:-200}
 PLACE_EPS=${PLACE_EPS:-200}
+DTOUCH_EPS=${DTOUCH_EPS:-100}
+DPICK_EPS=${DPICK_EPS:-250}
+DPLACE_EPS=${DPLACE_EPS:-200}
+DISTURBANCE=${DISTURBANCE:-1.0}
+SHIFT=${SHIFT:-4}
+STATE_NOISE=${STATE_NOISE:-1.0}
+LR=${LR:-3e-4}
+INIT_FROM=${INIT_FROM:-}
 STEPS=${STEPS:-18000}
 BATCH=${BATCH:-32}
 EVAL_N=${EVAL_N:-50}
@@ -25,38 +36,57 @@ source .venv/bin/activate
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 mkdir -p "$WORK"
 
-record() {  # task episodes seconds seed
-  local ds="$WORK/data/$1"
+record() {  # dataset task episodes seconds seed [disturbance]: records what the dataset still lacks
+  local ds="$WORK/data/$1" have=0
   local resume=()
-  [ -d "$ds/meta" ] && resume=(--resume)
-  onboard record --robot.port=sim --robot.id=follower --robot.calibration_dir="$WORK/cal" \
-    --teleop.port=sim --teleop.id=leader --teleop.calibration_dir="$WORK/cal" \
-    --dataset.root="$ds" --dataset.repo_id="onboard/sim_$1" --dataset.num_episodes="$2" \
-    --dataset.episode_time_s="$3" --dataset.reset_time_s=0 --sim.task="$1" --sim.seed="$4" "${resume[@]}" \
-    >"$WORK/record_$1.log" 2>&1
+  if [ -f "$ds/meta/info.json" ]; then
+    resume=(--resume)
+    have=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$ds/meta/info.json")
+  fi
+  local tries=0
+  # A fault (a pushed arm stalled against the tray, say) ends a recording: --resume repairs the dataset and records the
+  # rest, from another layout seed (the same one would replay the same fault)
+  while [ "$have" -lt "$3" ]; do
+    [ "$tries" -lt 5 ] || { echo "record $1: giving up after $tries tries (see $WORK/record_$1.log)" >&2; return 1; }
+    tries=$((tries + 1))
+    onboard record --robot.port=sim --robot.id=follower --robot.calibration_dir="$WORK/cal" \
+      --teleop.port=sim --teleop.id=leader --teleop.calibration_dir="$WORK/cal" \
+      --dataset.root="$ds" --dataset.repo_id="onboard/sim_$1" --dataset.num_episodes="$(($3 - have))" \
+      --dataset.episode_time_s="$4" --dataset.reset_time_s=0 --sim.task="$2" --sim.seed="$(($5 + 1000 * (tries - 1)))" \
+      --sim.disturbance="${6:-0}" "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 || true
+    resume=(--resume)
+    have=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$ds/meta/info.json")
+  done
   onboard dataset verify "$ds"
 }
 
 for stage in $STAGES; do
   case $stage in
   data)
-    [ -f "$WORK/cal/robots/so101_follower/follower.json" ] || \
+    [ -f "$WORK/cal/follower.json" ] || \
       onboard calibrate --robot.type=so101_follower --robot.port=sim --robot.id=follower \
         --robot.calibration_dir="$WORK/cal"
-    [ -f "$WORK/cal/teleoperators/so101_leader/leader.json" ] || \
+    [ -f "$WORK/cal/leader.json" ] || \
       onboard calibrate --teleop.type=so101_leader --teleop.port=sim --teleop.id=leader \
         --teleop.calibration_dir="$WORK/cal"
-    # two recorders in parallel (2 cores): touch then pick, and place; seeds differ so layouts do
-    (record touch "$TOUCH_EPS" 4 101 && record pick "$PICK_EPS" 7 102) &
-    record place "$PLACE_EPS" 10 103
+    # two recorders in parallel (2 cores, ~the same simulated time each); seeds differ so layouts do. Clean
+    # demonstrations, and pushed ones (the follower pushed off the leader's goals: they show the way back)
+    (record touch touch "$TOUCH_EPS" 4 101 && record pick pick "$PICK_EPS" 7 102 &&
+      record touch_pushed touch "$DTOUCH_EPS" 4 201 "$DISTURBANCE" &&
+      record pick_pushed pick "$DPICK_EPS" 7 202 "$DISTURBANCE") &
+    record place place "$PLACE_EPS" 10 103 && record place_pushed place "$DPLACE_EPS" 10 203 "$DISTURBANCE"
     wait %1
     ;;
   train)
     resume=()
     [ -d "$WORK/run/last" ] && resume=(--resume)
-    onboard train --dataset.root="$WORK/data/touch" --dataset.root="$WORK/data/pick" \
-      --dataset.root="$WORK/data/place" --output_dir="$WORK/run" --steps "$STEPS" --batch_size "$BATCH" --amp bf16 \
-      "${resume[@]}" 2>&1 | tee -a "$WORK/train.log"
+    roots=()
+    for ds in touch pick place touch_pushed pick_pushed place_pushed; do roots+=(--dataset.root="$WORK/data/$ds"); done
+    init=()
+    [ -n "$INIT_FROM" ] && init=(--init_from "$INIT_FROM")
+    onboard train "${roots[@]}" --output_dir="$WORK/run" --steps "$STEPS" --batch_size "$BATCH" --lr "$LR" --amp bf16 \
+      --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" "${init[@]}" "${resume[@]}" 2>&1 |
+      tee -a "$WORK/train.log"
     ;;
   export)
     onboard export --checkpoint "$WORK/run/last" --output_dir "$WORK/bundle"
@@ -90,6 +120,8 @@ for stage in $STAGES; do
     # latency: the same seeds as pick_red at 200 ms emulated inference latency, async and the synchronous baseline
     ev pick_red_async_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms
     ev pick_red_sync_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms --runner sync
+    # the same seeds without SafeArm between the policy and the arm (every run above has it, as `onboard run` does)
+    ev pick_red_no_safearm --task pick --color red --instruction "pick up the red cube" --safety off
     python -m sim.eval_report "$WORK/eval"
     ;;
   *)
