@@ -78,8 +78,9 @@ class SafetyConfig:
       ``gripper_hold_torque`` 0.2 while a grasp is held (below the Overload_Torque of 25 % that ``Arm.configure``
       sets, so the servo's protection does not drop the object after 2 s).
     - stall: ``stall_load`` 0.7 of the joint's torque limit, ``stall_error_deg`` 2 (the servo's P term saturates
-      within ~2 deg when blocked; ``gripper_stall_error`` 2 units for the gripper: a policy's grasp goal is often
-      only a few units inside the object, and a jaw squeezing at its torque limit is a stall whatever the error),
+      within ~2 deg when blocked; for the gripper ``gripper_stall_load`` 0.4 of its limit, i.e. 20 %, below the 25 %
+      Overload_Torque, and ``gripper_stall_error`` 0.5 units: a policy's grasp goal is often only a unit or two inside
+      the object, and the stiff position loop saturates within less than one unit),
       the joint slower than ``stall_velocity_deg_s`` 10 (a stalled joint does not move;
       a fast move at full torque does), all for ``stall_time_s`` 0.5: well before the servo's own overload cut-out
       (80 % for 2 s), long enough to ignore the torque peak of a start.
@@ -97,7 +98,8 @@ class SafetyConfig:
     gripper_hold_torque: float = 0.2
     stall_load: float = 0.7
     stall_error_deg: float = 2.0
-    gripper_stall_error: float = 2.0
+    gripper_stall_error: float = 0.5
+    gripper_stall_load: float = 0.4  # of the gripper's torque limit: 0.4 x 0.5 = 20 %, below the 25 % Overload_Torque
     gripper_release_margin: float = 1.0  # a derated grasp ends when the goal is this far on the open side of the jaw
     stall_time_s: float = 0.5
     stall_velocity_deg_s: float = 10.0
@@ -115,6 +117,7 @@ class SafetyConfig:
             "gripper_max_velocity",
             "stall_error_deg",
             "gripper_stall_error",
+            "gripper_stall_load",
             "gripper_release_margin",
             "stall_time_s",
             "stall_velocity_deg_s",
@@ -124,7 +127,7 @@ class SafetyConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise SafetyConfigError(f"safety.{name} must be a positive number, got {value!r}")
             object.__setattr__(self, name, float(value))
-        for name in ("gripper_torque_limit", "gripper_hold_torque", "stall_load"):
+        for name in ("gripper_torque_limit", "gripper_hold_torque", "stall_load", "gripper_stall_load"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
                 raise SafetyConfigError(
@@ -218,6 +221,7 @@ class SafeArm:
         self._vel_cap = np.where(grip, c.gripper_max_velocity, c.max_velocity_deg_s)
         self._stall_error = np.where(grip, c.gripper_stall_error, c.stall_error_deg)
         self._torque_frac = np.where(grip, c.gripper_torque_limit, 1.0)
+        self._stall_load = np.where(grip, c.gripper_stall_load, c.stall_load)
         self._grip = int(np.flatnonzero(grip)[0]) if grip.any() else None
         self.stats = SafetyStats()
         self.last_readings: Readings | None = None
@@ -361,7 +365,7 @@ class SafeArm:
     def _check_stall(self, r: Readings) -> None:
         c = self.config
         error = self._goal - r.positions
-        loaded = np.abs(r.load) >= c.stall_load * self._torque_frac
+        loaded = np.abs(r.load) >= self._stall_load * self._torque_frac
         off = np.abs(error) >= self._stall_error  # NaN goal (none sent): False
         still = np.abs(r.velocity) * DEG_PER_STEP < c.stall_velocity_deg_s
         for k, joint in enumerate(self.names):
@@ -376,7 +380,9 @@ class SafeArm:
             if duration < c.stall_time_s - 1e-9:
                 continue
             if k == self._grip and c.gripper_on_stall == "derate":
-                self._derate_grip(r, float(error[k]))
+                if self.grasp is None:  # already derated: it holds, as it should
+                    self._derate_grip(r, float(error[k]))
+                self._stall_since[k] = None
                 continue
             unit = "" if k == self._grip else " deg"
             message = (
