@@ -141,7 +141,7 @@ def run_policy_demo(
         f"policy: {bundle} (onnxruntime, {size}x{size} cameras); async runner, emulated latency "
         + ("= wall time of each inference" if latency_s is None else f"{latency_s * 1e3:.0f} ms")
     )
-    env = SO101Env(task=judged_task, color=judged_color, image_size=(size, size))
+    env = SO101Env(task=judged_task, color=judged_color, image_size=(size, size), safety=True)  # as onboard run
     recorder = VideoEnv(env, video_size)
     recorder.recording = True
     try:
