@@ -63,7 +63,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["model"] = self.model.to_dict()
-        d["augment"] = asdict(self.augment)
         d["datasets"] = list(self.datasets)
         return d
 
