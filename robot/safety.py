@@ -405,15 +405,14 @@ class SafeArm:
             self.config.gripper_hold_torque * 100,
         )
 
-    def _releases_grasp(self, goal: float, ref: float) -> bool:
+    def _releases_grasp(self, goal: float) -> bool:
         """Does a new gripper ``goal`` end the derated grasp? When it no longer squeezes: the goal is at least
         ``gripper_release_margin`` on the open side of the jaw's last measured position (a policy's goal jitters by a
-        unit or two while it holds; that is not a release). Without a reading: any move towards open."""
-        assert self.grasp is not None and self._grip is not None
-        r = self.last_readings
-        if r is not None:
-            return self.grasp * (goal - float(r.positions[self._grip])) <= -self.config.gripper_release_margin
-        return not math.isnan(ref) and self.grasp * (goal - ref) < 0
+        unit or two while it holds; that is not a release). A grasp exists only after a ``check()``, so there is a
+        reading."""
+        assert self.grasp is not None and self._grip is not None and self.last_readings is not None
+        jaw = float(self.last_readings.positions[self._grip])
+        return self.grasp * (goal - jaw) <= -self.config.gripper_release_margin
 
     def _set_gripper_torque(self, fraction: float) -> None:
         if self._grip is not None:
@@ -475,7 +474,7 @@ class SafeArm:
                     g = clamp(k, g, ref - self._vel_cap[k] * dt, ref + self._vel_cap[k] * dt, "velocity")
                 else:
                     g = clamp(k, g, ref - step, ref + step, "step")
-            if k == self._grip and self.grasp is not None and self._releases_grasp(g, ref):
+            if k == self._grip and self.grasp is not None and self._releases_grasp(g):
                 self._set_gripper_torque(self.config.gripper_torque_limit)  # commanded to open: the grasp is over
             out[m] = g
         sent = self.arm.send_action({self.keys[k]: float(v) for k, v in zip(idx, out, strict=True)})

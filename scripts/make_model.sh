@@ -36,13 +36,16 @@ source .venv/bin/activate
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 mkdir -p "$WORK"
 
+episodes_in() {  # dataset folder: its committed episodes (0 when there is none yet)
+  [ -f "$1/meta/info.json" ] || { echo 0; return; }
+  python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$1/meta/info.json"
+}
+
 record() {  # dataset task episodes seconds seed [disturbance]: records what the dataset still lacks
-  local ds="$WORK/data/$1" have=0
+  local ds="$WORK/data/$1" have
   local resume=()
-  if [ -f "$ds/meta/info.json" ]; then
-    resume=(--resume)
-    have=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$ds/meta/info.json")
-  fi
+  have=$(episodes_in "$ds")
+  [ -f "$ds/meta/info.json" ] && resume=(--resume)
   local tries=0
   # A fault (a pushed arm stalled against the tray, say) ends a recording: --resume repairs the dataset and records the
   # rest, from another layout seed (the same one would replay the same fault)
@@ -55,7 +58,7 @@ record() {  # dataset task episodes seconds seed [disturbance]: records what the
       --dataset.episode_time_s="$4" --dataset.reset_time_s=0 --sim.task="$2" --sim.seed="$(($5 + 1000 * (tries - 1)))" \
       --sim.disturbance="${6:-0}" "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 || true
     resume=(--resume)
-    have=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$ds/meta/info.json")
+    have=$(episodes_in "$ds")
   done
   onboard dataset verify "$ds"
 }
