@@ -18,8 +18,10 @@ of D at once, while new information takes over within ``blend_steps`` ticks.
 
 Refill. The next chunk is requested, with the observation of the present tick, as soon as no request is in flight and
 at most ``refill_at`` actions are left in the plan, so the plan does not run dry while the policy works. Default:
-the larger of half the last chunk (LeRobot's ``chunk_size_threshold=0.5``: fresh observations reach the plan every
-half chunk) and enough ticks to cover the configured latency, or the p99 latency seen so far, plus two.
+enough ticks to cover the configured latency, or the p99 latency seen so far, plus two: a chunk runs nearly to its
+end, as LeRobot's ACT runs its whole chunk (``n_action_steps = chunk_size``). Replanning every half chunk (LeRobot's
+async ``chunk_size_threshold=0.5``) was measured worse for our chunk-trained VLA: 5/50 pick episodes against 23/50
+(docs/design.md, "Chunk execution"); pass ``refill_at`` for more frequent replanning.
 
 Two ways to run inference (``mode``):
 
@@ -369,7 +371,7 @@ class AsyncRunner(_RunnerBase):
             lat = float(np.percentile(self.stats.latency_s[-200:], 99))
         else:
             lat = 0.0
-        return max(math.ceil(lat * self.rate_hz - 1e-9) + 2, self._chunk_len // 2)
+        return math.ceil(lat * self.rate_hz - 1e-9) + 2
 
     def _in_flight(self) -> bool:
         if self.mode == "emulated":

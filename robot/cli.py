@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed0", type=int, default=100_000, help="first seed (default 100000: never used in training)")
     p.add_argument("--latency", default="0ms", help="emulated inference latency, e.g. 200ms; 'wall': measured")
     p.add_argument("--runner", default="async", choices=["async", "sync"])
+    p.add_argument(
+        "--refill_at",
+        type=int,
+        default=None,
+        help="async: request the next chunk when this many actions are left (default: the latency in ticks + 2)",
+    )
     p.add_argument("--videos", type=int, default=0, help="write videos of the first N episodes")
     p.add_argument(
         "--num_envs", type=int, default=1, help="environments, each in its own process (default 1: one, in-process)"

@@ -396,7 +396,8 @@ class RecordSession:
             self._task = cfg.single_task or hook_task
             if not self._task:
                 raise ValueError("no task string for the episode: give --dataset.single_task='...'")
-            self._event("episode_start", episode=index, task=self._task)
+            # episode: the dataset's index; number: this session's count (1-based), which differ after --resume
+            self._event("episode_start", episode=index, number=index - target + cfg.num_episodes + 1, task=self._task)
             stats = self.teleop.run(
                 cfg.fps, duration_s=cfg.episode_time_s, on_sample=self._add_frame, on_tick=self._poll_controls
             )

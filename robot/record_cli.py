@@ -194,7 +194,9 @@ def _progress(config: RecordConfig):
         kind = event["event"]
         if kind == "episode_start":
             task = f": {event['task']!r}" if event.get("task") else ""
-            text = f"episode {event['episode'] + 1}/{config.num_episodes}{task} (recording {config.episode_time_s:g} s)"
+            number = event.get("number", event["episode"] + 1)
+            where = f" (dataset episode {event['episode']})" if number != event["episode"] + 1 else ""
+            text = f"episode {number}/{config.num_episodes}{where}{task} (recording {config.episode_time_s:g} s)"
         elif kind == "episode_saved":
             text = f"  saved as dataset episode {event['episode']} ({event['frames']} frames)"
         elif kind == "episode_discarded":

@@ -79,8 +79,9 @@ class SafetyConfig:
       sets, so the servo's protection does not drop the object after 2 s).
     - stall: ``stall_load`` 0.7 of the joint's torque limit, ``stall_error_deg`` 2 (the servo's P term saturates
       within ~2 deg when blocked; for the gripper ``gripper_stall_load`` 0.4 of its limit, i.e. 20 %, below the 25 %
-      Overload_Torque, and ``gripper_stall_error`` 0.5 units: a policy's grasp goal is often only a unit or two inside
-      the object, and the stiff position loop saturates within less than one unit),
+      Overload_Torque, and ``gripper_stall_error`` 0 units: the stiff position loop saturates with the goal less than
+      one encoder step inside the object, so a goal that reads *on* the jaw can squeeze at full torque; a jaw that
+      stays loaded without moving is a grasp whatever the error),
       the joint slower than ``stall_velocity_deg_s`` 10 (a stalled joint does not move;
       a fast move at full torque does), all for ``stall_time_s`` 0.5: well before the servo's own overload cut-out
       (80 % for 2 s), long enough to ignore the torque peak of a start.
@@ -98,7 +99,7 @@ class SafetyConfig:
     gripper_hold_torque: float = 0.2
     stall_load: float = 0.7
     stall_error_deg: float = 2.0
-    gripper_stall_error: float = 0.5
+    gripper_stall_error: float = 0.0  # units; 0: a loaded, still jaw is a grasp at any goal error
     gripper_stall_load: float = 0.4  # of the gripper's torque limit: 0.4 x 0.5 = 20 %, below the 25 % Overload_Torque
     gripper_release_margin: float = 1.0  # a derated grasp ends when the goal is this far on the open side of the jaw
     stall_time_s: float = 0.5
@@ -116,7 +117,6 @@ class SafetyConfig:
             "gripper_max_step",
             "gripper_max_velocity",
             "stall_error_deg",
-            "gripper_stall_error",
             "gripper_stall_load",
             "gripper_release_margin",
             "stall_time_s",
@@ -127,6 +127,10 @@ class SafetyConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise SafetyConfigError(f"safety.{name} must be a positive number, got {value!r}")
             object.__setattr__(self, name, float(value))
+        value = self.gripper_stall_error
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise SafetyConfigError(f"safety.gripper_stall_error must be a number >= 0 (gripper units), got {value!r}")
+        object.__setattr__(self, "gripper_stall_error", float(value))
         for name in ("gripper_torque_limit", "gripper_hold_torque", "stall_load", "gripper_stall_load"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
@@ -395,7 +399,7 @@ class SafeArm:
     def _derate_grip(self, r: Readings, error: float) -> None:
         """A grasp: keep squeezing, at ``gripper_hold_torque``, until the gripper is commanded to open."""
         k = self._grip
-        self.grasp = math.copysign(1.0, error)
+        self.grasp = math.copysign(1.0, error) if error else -1.0  # a goal on the jaw: squeezing is closing
         self._set_gripper_torque(self.config.gripper_hold_torque)
         self._stall_since[k] = None
         self.stats.gripper_derates += 1

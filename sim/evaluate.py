@@ -57,6 +57,7 @@ class EvalConfig:
     seed0: int = 100_000
     latency: str = "0ms"  # emulated inference latency per chunk; "wall": the measured wall time of infer (async)
     runner: str = "async"
+    refill_at: int | None = None  # async: actions left when the next chunk is requested (None: the runner's default)
     videos: int = 0
     video_size: int = 240  # height of the video views (px)
     output_dir: str = "outputs/eval"
@@ -73,7 +74,10 @@ class EvalConfig:
         if self.instruction:
             parts.append(f"--instruction={self.instruction}")
         parts += [f"--split={self.split}", f"--n={self.n}", f"--seed0={self.seed0}", f"--latency={self.latency}"]
-        parts += [f"--runner={self.runner}", f"--videos={self.videos}", f"--output_dir={self.output_dir}"]
+        parts.append(f"--runner={self.runner}")
+        if self.refill_at is not None:
+            parts.append(f"--refill_at={self.refill_at}")
+        parts += [f"--videos={self.videos}", f"--output_dir={self.output_dir}"]
         parts.append(f"--safety={'on' if self.safety else 'off'}")
         if self.num_envs != 1:
             parts.append(f"--num_envs={self.num_envs}")
@@ -265,8 +269,9 @@ class EpisodeRunner:
         if venv is not None:
             venv.recording, venv.frames = recording, []
         t = time.monotonic()
+        kwargs = {"refill_at": self.cfg.refill_at} if self.cfg.refill_at is not None else {}
         result = run_episode_with_runner(
-            venv or self.env, self.policy, self.cfg.runner, self.latency_s, spec, make_runner=self.make_runner
+            venv or self.env, self.policy, self.cfg.runner, self.latency_s, spec, make_runner=self.make_runner, **kwargs
         )
         wall = time.monotonic() - t
         video = None
@@ -304,6 +309,11 @@ def evaluate(
         raise ValueError(f"--n must be >= 1, got {cfg.n}")
     if cfg.runner not in ("async", "sync"):
         raise ValueError(f"--runner must be 'async' or 'sync', got {cfg.runner!r}")
+    if cfg.refill_at is not None and (cfg.runner != "async" or cfg.refill_at < 0):
+        raise ValueError(
+            f"--refill_at is the async runner's actions-left threshold (>= 0), got {cfg.refill_at} with "
+            f"--runner={cfg.runner} (the sync runner infers only when its chunk is used up)"
+        )
     if cfg.num_envs < 1:
         raise ValueError(f"--num_envs must be >= 1, got {cfg.num_envs}")
     cfg.resolved_policy_type()
@@ -464,6 +474,7 @@ def config_from_args(args, detect_policy_type: Callable[[str | None], str]) -> E
         seed0=args.seed0,
         latency=args.latency,
         runner=args.runner,
+        refill_at=getattr(args, "refill_at", None),
         videos=args.videos,
         output_dir=args.output_dir,
         num_envs=getattr(args, "num_envs", 1),

@@ -304,6 +304,10 @@ class ExpertConfig:
     touch_offset: tuple[float, float, float] = (0.002, 0.0, -0.016)  # closed jaw tips in the site frame
     lift_radius: tuple[float, float] = (0.15, 0.26)  # lift/carry points stay in this band around the pan axis
     jaw_reach: tuple[float, float] = (0.032, 0.045)  # fixed-jaw / open moving-jaw extent along the closing axis
+    # m along the closing direction from the cube's centre to the tool point, which sits by the fixed jaw: -8 mm puts
+    # the cube midway between the open pads (gaps ~12 mm on each side at gripper_open 40, instead of 3.6 mm to the
+    # fixed pad and 20 mm to the moving one), so an aim a few mm off still lands the jaws beside the cube, not on it.
+    grasp_shift: float = -0.008
     clearance: float = 0.008  # wanted gap between the jaws' sweep and other cubes or the tray
 
     def __post_init__(self) -> None:
@@ -559,7 +563,8 @@ class ScriptedExpert:
         for k in range(4):
             yaw = wrap(face + k * math.pi / 2)
             d = np.array([math.cos(yaw), math.sin(yaw)])
-            pts = [pos[:2] + s * d for s in np.linspace(-c.jaw_reach[0], c.jaw_reach[1], 9)]
+            shift = c.grasp_shift if offset is None else 0.0  # a touch aims its offset point, unshifted
+            pts = [pos[:2] + (shift + s) * d for s in np.linspace(-c.jaw_reach[0], c.jaw_reach[1], 9)]
             gap = min(
                 [float(np.linalg.norm(p - o)) - T.CUBE_HALF * math.sqrt(2) for p in pts for o in others]
                 + [self._box_gap(p) for p in pts]
@@ -634,10 +639,11 @@ class ScriptedExpert:
             pos, quat = self.cube()
             yaw = self.grasp_yaw(pos, quat)
             self.phase = "approach"
-            hover = np.array([pos[0], pos[1], max(c.hover_z, pos[2] + 0.045)])
+            hover = self._shifted(np.array([pos[0], pos[1], max(c.hover_z, pos[2] + 0.045)]), yaw)
             yield from self._move_to(hover, yaw, gripper=c.gripper_open)
             # The cube may have been nudged meanwhile: aim at where it is now (same yaw family).
             pos, _ = self.cube()
+            pos = self._shifted(pos, yaw)
             self.phase = "descend"
             grasp = np.array([pos[0], pos[1], max(c.grasp_z, pos[2] - T.CUBE_HALF + c.grasp_z)])
             yield from self._move_line(np.array([pos[0], pos[1], hover[2]]), yaw, c.slow_speed, wait=False)
@@ -650,6 +656,10 @@ class ScriptedExpert:
             self.phase = "regrasp"
             yield from self._move_gripper(c.gripper_open, settle=0.1, timeout=0.8)
             yield from self._move_line(np.array([*self._cmd_pos[:2], hover[2]]), yaw, c.slow_speed)
+
+    def _shifted(self, pos: np.ndarray, yaw: float) -> np.ndarray:
+        """``pos`` moved ``grasp_shift`` along the closing direction ``yaw`` (the tool point for a cube at ``pos``)."""
+        return pos + self.config.grasp_shift * np.array([math.cos(yaw), math.sin(yaw), 0.0])
 
     def _lift(self) -> Script:
         c = self.config

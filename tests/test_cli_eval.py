@@ -50,6 +50,20 @@ def test_eval_sync_runner_with_latency(tmp_path):
     assert all(abs(e["runner_stats"]["latency_s"]["p50"] - 0.2) < 1e-6 for e in report["episodes"])
 
 
+def test_eval_refill_at_replans_more_often_and_is_in_the_command(tmp_path, capsys):
+    base = ["eval", "--policy.type=expert", "--task=touch", "--n=1"]
+    assert main([*base, f"--output_dir={tmp_path / 'default'}"]) == 0
+    assert main([*base, "--refill_at=25", f"--output_dir={tmp_path / 'often'}"]) == 0
+    default, often = _report(tmp_path / "default"), _report(tmp_path / "often")
+    assert often["config"]["refill_at"] == 25 and "--refill_at=25" in often["command"]
+    assert default["config"]["refill_at"] is None and "--refill_at" not in default["command"]
+    # the expert's chunks are 30 actions: by default one request per ~28 ticks, with 25 left one per ~5
+    assert often["runner_stats"]["requests"] > 3 * default["runner_stats"]["requests"]
+    capsys.readouterr()
+    assert main([*base, "--runner=sync", "--refill_at=5", f"--output_dir={tmp_path / 'bad'}"]) == 2
+    assert "--refill_at is the async runner's" in capsys.readouterr().err
+
+
 def test_eval_held_out_instruction_is_recorded(tmp_path):
     phrasing = T.get_task("touch").held_out_templates[0].format(color="blue")
     out = tmp_path / "held"

@@ -92,6 +92,23 @@ def test_zero_latency_runs_every_action_in_order():
     assert s.skipped_actions == 0 and s.holds == 0 and s.failures == 0
 
 
+@pytest.mark.parametrize(("latency_s", "left"), [(0.0, 2), (0.2, 8)])
+def test_default_refill_runs_a_chunk_until_only_the_latency_margin_is_left(latency_s, left):
+    """The next chunk is requested when the actions left cover the latency plus two ticks: a chunk is mostly
+    executed (as LeRobot's ACT runs its whole chunk), not replanned every half chunk, which kept a model trained on
+    whole demonstrations hesitating (measured on the bundled model: docs/design.md, "Chunk execution")."""
+    clock = FakeClock()
+    policy = RampPolicy(clock, horizon=20)
+    runner = AsyncRunner(policy, clock, RATE, latency=latency_s, mode="emulated")
+    runner.reset("t")
+    out = run(runner, clock, 120)
+    ticks = [round((t - 100.0) * RATE) for t in policy.calls]
+    lat = round(latency_s * RATE)
+    assert ticks[:4] == [k * (20 - left) for k in range(4)]  # each chunk planned 20 ticks from its request
+    assert runner.stats.starved_ticks == 0
+    np.testing.assert_array_equal(out[lat:, 0], np.arange(lat, 120))
+
+
 @pytest.mark.parametrize("latency_ticks", [1, 3, 6])
 def test_latency_compensation_skips_exactly_the_stale_actions(latency_ticks):
     clock = FakeClock()

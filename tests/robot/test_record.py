@@ -142,7 +142,7 @@ def test_replay_reproduces_recorded_states(recorded):
     assert np.all(typical < 1.5), typical
 
 
-def test_killed_recording_keeps_saved_episodes(tmp_path):
+def test_killed_recording_keeps_saved_episodes(tmp_path, capfd):
     cal, root, status = tmp_path / "cal", tmp_path / "ds", tmp_path / "status.jsonl"
     _calibrate(cal)
     args = _record_args(
@@ -192,7 +192,9 @@ def test_killed_recording_keeps_saved_episodes(tmp_path):
     args = _record_args(
         cal, root, "--dataset.num_episodes=1", "--dataset.episode_time_s=1", "--dataset.reset_time_s=0", "--resume=true"
     )
+    capfd.readouterr()
     assert onboard(args) == 0
+    assert "episode 1/1 (dataset episode 2)" in capfd.readouterr().err  # this session's count, and where it lands
     ds = lrd.LeRobotDataset("local/sim_record", root=root, video_backend="pyav")
     assert ds.meta.total_episodes == 3 and ds.num_frames == 2 * 6 * FPS + FPS
 

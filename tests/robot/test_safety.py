@@ -173,7 +173,6 @@ def test_a_stalled_gripper_is_derated_not_stopped(rig: Rig):
         assert safe.grasp is None and grip.read_register("Torque_Limit") == 500
 
 
-
 def test_a_held_grasp_survives_goal_jitter_and_ends_when_the_goal_opens_past_the_jaw(rig: Rig):
     """A policy holding a cube jitters its gripper goal by a unit or two: that is not a release. The grasp ends when
     the goal no longer squeezes (``gripper_release_margin`` on the open side of the measured jaw)."""
@@ -200,6 +199,29 @@ def test_a_held_grasp_survives_goal_jitter_and_ends_when_the_goal_opens_past_the
         safe.send_action({KEYS[5]: jaw + 1.5})  # open past the jaw: the grasp is over
         assert safe.grasp is None and grip.read_register("Torque_Limit") == 500
         rig.sim.hand.release()
+
+
+def test_a_squeeze_with_the_goal_within_a_unit_of_the_jaw_is_derated_before_the_servo_overloads(rig: Rig):
+    """The stiff position loop saturates with the goal less than a unit inside the object: a loaded jaw that does
+    not move is a grasp whatever the goal error, derated below the servo's 25 % Overload_Torque in time."""
+    grip = rig.sim.servos["gripper"]
+    with SafeArm(rig.arm, rig.clock) as safe:
+        goal = safe.check().positions.copy()
+        rig.sim.hand.hold("gripper", rig.sim.joint_angle("gripper"))
+        goal[5] = float(safe.check().positions[5]) - 0.3  # a quarter unit of squeeze
+        loads = []
+
+        def step(tick):
+            loads.append(abs(float(safe.check().load[5])))
+            safe.send_action(goal)
+
+        ControlLoop(rig.clock, RATE).run(step, duration_s=4.0)  # twice the servo's overload protection time
+        assert max(loads[:10]) > 0.25  # it did squeeze above the Overload_Torque before the derate
+        assert safe.stats.gripper_derates == 1 and safe.grasp == -1.0 and not safe.stopped
+        assert grip.read_register("Torque_Limit") == 200 and grip.read_register("Status") == 0
+        assert rig.torque() == [1] * 6
+        rig.sim.hand.release()
+
 
 # ---------------------------------------------------------------------------------------------------- temperature
 def test_temperature_warns_then_stops(rig: Rig, caplog):
