@@ -20,7 +20,7 @@ Refill. The next chunk is requested, with the observation of the present tick, a
 at most ``refill_at`` actions are left in the plan, so the plan does not run dry while the policy works. Default:
 enough ticks to cover the configured latency, or the p99 latency seen so far, plus two: a chunk runs nearly to its
 end, as LeRobot's ACT runs its whole chunk (``n_action_steps = chunk_size``). Replanning every half chunk (LeRobot's
-async ``chunk_size_threshold=0.5``) was measured worse for our chunk-trained VLA: 5/50 pick episodes against 23/50
+async ``chunk_size_threshold=0.5``) was measured worse for our chunk-trained VLA: 5/50 pick episodes against 25/50
 (docs/design.md, "Chunk execution"); pass ``refill_at`` for more frequent replanning.
 
 Two ways to run inference (``mode``):
@@ -302,7 +302,6 @@ class AsyncRunner(_RunnerBase):
         self.blend = blend
         self.blend_steps = blend_steps
         self.refill_at = refill_at
-        self._chunk_len = 0  # length of the last chunk merged
         # emulated: (ready time, request time, request tick, result or exception)
         self._pending: tuple[float, float, int, Any] | None = None
         # thread mode
@@ -437,7 +436,6 @@ class AsyncRunner(_RunnerBase):
             return
         self.stats.chunks += 1
         self._had_chunk = True
-        self._chunk_len = len(chunk)
 
     # -- thread mode ----------------------------------------------------------------------------------------------
     def _worker(self) -> None:
