@@ -6,6 +6,8 @@
 #                                                    export eval; install copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` resumes a killed run.
+# The bundled model took three runs of this script (fine-tunes via INIT_FROM as the expert changed): the model card,
+# policies/bundled/so101_vla/README.md, has those commands, and what one from-scratch run of 20,000 steps measures.
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
 # (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
 # recovery), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM (a checkpoint to fine-tune from
