@@ -66,6 +66,15 @@ def add_parser(
             "deviation in degrees; ~1 gives demonstrations that show recovery, DART-style; default 0)",
         )
         p.add_argument(
+            "--sim.disturbance_floor",
+            dest="sim_disturbance_floor",
+            type=float,
+            default=None,
+            metavar="M",
+            help="sim: the pushes fade out as the tool point comes down to this height above the table (metres; "
+            "full strength 3 cm higher; default 0.03: none while the jaws are at a cube)",
+        )
+        p.add_argument(
             "--display_data",
             action="store_true",
             help="live view: joint plots and cameras on a local web page (its address is printed)",

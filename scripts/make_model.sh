@@ -10,8 +10,10 @@
 # policies/bundled/so101_vla/README.md, has those commands, and what one from-scratch run of 20,000 steps measures.
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
 # (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
-# recovery), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM (a checkpoint to fine-tune from
-# instead of starting from scratch), EVAL_N, NUM_ENVS.
+# recovery), NPICK_EPS NPLACE_EPS (default 0: pick and place episodes pushed with NEAR_DISTURBANCE degrees down to
+# NEAR_FLOOR m above the table, --sim.disturbance_floor, recovery in the last centimetres above a cube; the bundle
+# does not use them, see its model card), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM
+# (a checkpoint to fine-tune from instead of starting from scratch), EVAL_N, NUM_ENVS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-outputs/model}
@@ -24,6 +26,10 @@ DTOUCH_EPS=${DTOUCH_EPS:-100}
 DPICK_EPS=${DPICK_EPS:-250}
 DPLACE_EPS=${DPLACE_EPS:-200}
 DISTURBANCE=${DISTURBANCE:-1.0}
+NPICK_EPS=${NPICK_EPS:-0}
+NPLACE_EPS=${NPLACE_EPS:-0}
+NEAR_DISTURBANCE=${NEAR_DISTURBANCE:-1.5}
+NEAR_FLOOR=${NEAR_FLOOR:-0.015}
 SHIFT=${SHIFT:-4}
 STATE_NOISE=${STATE_NOISE:-1.0}
 LR=${LR:-3e-4}
@@ -43,7 +49,8 @@ episodes_in() {  # dataset folder: its committed episodes (0 when there is none 
   python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$1/meta/info.json"
 }
 
-record() {  # dataset task episodes seconds seed [disturbance]: records what the dataset still lacks
+record() {  # dataset task episodes seconds seed [disturbance [floor]]: records what the dataset still lacks
+  [ "$3" -gt 0 ] || return 0
   local ds="$WORK/data/$1" have
   local resume=()
   have=$(episodes_in "$ds")
@@ -58,7 +65,8 @@ record() {  # dataset task episodes seconds seed [disturbance]: records what the
       --teleop.port=sim --teleop.id=leader --teleop.calibration_dir="$WORK/cal" \
       --dataset.root="$ds" --dataset.repo_id="onboard/sim_$1" --dataset.num_episodes="$(($3 - have))" \
       --dataset.episode_time_s="$4" --dataset.reset_time_s=0 --sim.task="$2" --sim.seed="$(($5 + 1000 * (tries - 1)))" \
-      --sim.disturbance="${6:-0}" "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 || true
+      --sim.disturbance="${6:-0}" --sim.disturbance_floor="${7:-0.03}" "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 ||
+      true
     resume=(--resume)
     have=$(episodes_in "$ds")
   done
@@ -78,8 +86,10 @@ for stage in $STAGES; do
     # demonstrations, and pushed ones (the follower pushed off the leader's goals: they show the way back)
     (record touch touch "$TOUCH_EPS" 4 101 && record pick pick "$PICK_EPS" 7 102 &&
       record touch_pushed touch "$DTOUCH_EPS" 4 201 "$DISTURBANCE" &&
-      record pick_pushed pick "$DPICK_EPS" 7 202 "$DISTURBANCE") &
-    record place place "$PLACE_EPS" 10 103 && record place_pushed place "$DPLACE_EPS" 10 203 "$DISTURBANCE"
+      record pick_pushed pick "$DPICK_EPS" 7 202 "$DISTURBANCE" &&
+      record pick_near pick "$NPICK_EPS" 7 302 "$NEAR_DISTURBANCE" "$NEAR_FLOOR") &
+    record place place "$PLACE_EPS" 10 103 && record place_pushed place "$DPLACE_EPS" 10 203 "$DISTURBANCE" &&
+      record place_near place "$NPLACE_EPS" 10 303 "$NEAR_DISTURBANCE" "$NEAR_FLOOR"
     wait %1
     ;;
   train)
@@ -87,6 +97,9 @@ for stage in $STAGES; do
     [ -d "$WORK/run/last" ] && resume=(--resume)
     roots=()
     for ds in touch pick place touch_pushed pick_pushed place_pushed; do roots+=(--dataset.root="$WORK/data/$ds"); done
+    for ds in pick_near place_near; do  # optional (NPICK_EPS, NPLACE_EPS)
+      [ "$(episodes_in "$WORK/data/$ds")" -eq 0 ] || roots+=(--dataset.root="$WORK/data/$ds")
+    done
     init=()
     [ -n "$INIT_FROM" ] && init=(--init_from "$INIT_FROM")
     onboard train "${roots[@]}" --output_dir="$WORK/run" --steps "$STEPS" --batch_size "$BATCH" --lr "$LR" --amp bf16 \

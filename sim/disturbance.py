@@ -8,7 +8,9 @@ each arm joint of the simulated follower is pushed off its goal by a slowly vary
 jostled the arm). The leader's goals (the recorded actions) and the goal registers are untouched and the position
 readings show where the arm really is, so the dataset holds states off the expert's path labelled with the way back.
 The pushes fade out as the jaws come down to the table (``fade_z``): a push there presses the arm into the table
-or a cube until the servo's overload protection trips, which ends a recording rather than teaching anything.
+or a cube until the servo's overload protection trips, which ends a recording rather than teaching anything. A lower
+floor (`onboard record --sim.disturbance_floor 0.015`) keeps them on through the last centimetres above a cube, where
+a policy's aim has to be finest; recordings then fault more often (`scripts/make_model.sh` records the rest).
 (A torque on the joints would not do: the STS3215's position loop is so stiff that anything below its stall torque
 moves a joint by less than one encoder step.)
 
@@ -26,6 +28,8 @@ import numpy as np
 
 from .world import GRIPPER_SITE, JOINT_NAMES
 
+DISTURBANCE_FLOOR = 0.03  # m: the tool point's height at which the pushes have faded out (default)
+DISTURBANCE_FADE = 0.03  # m: ... and how much higher they are at full strength
 ARM_JOINTS = JOINT_NAMES[:5]  # not the gripper: a pushed jaw would only fight the grasp regulation
 
 
@@ -44,7 +48,7 @@ class JointDisturbance:
         joints: Sequence[str] = ARM_JOINTS,
         update_s: float = 0.01,
         seed: int | None = 0,
-        fade_z: tuple[float, float] = (0.03, 0.06),
+        fade_z: tuple[float, float] = (DISTURBANCE_FLOOR, DISTURBANCE_FLOOR + DISTURBANCE_FADE),
     ):
         if not (math.isfinite(std_deg) and std_deg >= 0):
             raise ValueError(f"std_deg must be a finite angle >= 0 (degrees), got {std_deg}")

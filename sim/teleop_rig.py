@@ -27,7 +27,7 @@ from robot.record import Rig
 
 from . import tasks as T
 from .cameras import RenderedCamera
-from .disturbance import JointDisturbance
+from .disturbance import DISTURBANCE_FADE, DISTURBANCE_FLOOR, JointDisturbance
 from .leader import ExpertLeader
 from .so101 import SimulatedSO101
 
@@ -47,12 +47,17 @@ class SimEpisodes:
         tasks: tuple[str, ...] | None = None,
         colors: tuple[str, ...] = T.COLORS,
         disturbance_deg: float = 0.0,
+        disturbance_floor: float = DISTURBANCE_FLOOR,
     ):
         if not (math.isfinite(disturbance_deg) and disturbance_deg >= 0):
             raise ValueError(f"disturbance_deg must be >= 0 (degrees), got {disturbance_deg}")
+        if not (math.isfinite(disturbance_floor) and disturbance_floor >= 0):
+            raise ValueError(f"disturbance_floor must be a height >= 0 (metres), got {disturbance_floor}")
         self.follower, self.leader = follower, leader
         self.seed, self.tasks, self.colors = int(seed), tasks, colors
         self.disturbance_deg = float(disturbance_deg)
+        # the pushes fade from full strength DISTURBANCE_FADE above the floor to none at it (JointDisturbance.fade_z)
+        self.disturbance_fade = (float(disturbance_floor), float(disturbance_floor) + DISTURBANCE_FADE)
         self._disturbance: JointDisturbance | None = None
         self.spec: T.TaskSpec | None = None
         self._prepared: int | None = None
@@ -83,7 +88,9 @@ class SimEpisodes:
         self._prepared = None  # a re-recorded episode gets its scene laid out again
         self._stop_disturbance()
         if self.disturbance_deg > 0:  # pushes on the follower while the episode runs (sim.disturbance)
-            self._disturbance = JointDisturbance(self.follower, std_deg=self.disturbance_deg, seed=[self.seed, index])
+            self._disturbance = JointDisturbance(
+                self.follower, std_deg=self.disturbance_deg, seed=[self.seed, index], fade_z=self.disturbance_fade
+            )
         self.leader.start(spec)
         return spec.instruction
 
@@ -111,12 +118,14 @@ def build_sim_rig(
     tasks: tuple[str, ...] | None = None,
     encoder_queue_size: int | None = 100_000,
     disturbance_deg: float = 0.0,
+    disturbance_floor: float = DISTURBANCE_FLOOR,
 ) -> Rig:
     """The simulated rig (module doc). Calibration files that exist are installed into the simulated servos.
     ``encoder_queue_size``: the sim runs faster than real time, so the video encoders may fall behind by a whole
     episode (the default lets them). ``disturbance_deg``: during episodes the follower's arm joints are pushed off
     the leader's goals by this much (standard deviation, degrees; ``sim.disturbance``), for demonstrations with
-    recovery; 0 = none."""
+    recovery; 0 = none. ``disturbance_floor``: the tool point's height (m) at which the pushes have faded out
+    (full strength 3 cm higher; ``sim.disturbance_floor``)."""
     follower = SimulatedSO101(seed=ARM_SEED)
     leader = ExpertLeader(follower, seed=ARM_SEED, rate_hz=fps)
     for sim_arm, path in ((follower, robot_calibration), (leader.sim, teleop_calibration)):
@@ -130,7 +139,9 @@ def build_sim_rig(
             )
     h, w = image_size
     cams = {name: RenderedCamera(follower.world, name, height=h, width=w, fps=fps) for name in cameras}
-    hooks = SimEpisodes(follower, leader, seed=seed, tasks=tasks, disturbance_deg=disturbance_deg)
+    hooks = SimEpisodes(
+        follower, leader, seed=seed, tasks=tasks, disturbance_deg=disturbance_deg, disturbance_floor=disturbance_floor
+    )
 
     def close() -> None:
         leader.close()
@@ -159,6 +170,10 @@ def _calibration_path(args: argparse.Namespace, prefix: str) -> Path | None:
     ).calibration_path
 
 
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
+
+
 def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
     """What the composition root calls for ``--robot.port=sim`` (flags of ``robot.record_cli``)."""
     size = getattr(args, "sim_image_size", None) or 96
@@ -174,4 +189,5 @@ def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
         fps=float(fps),
         tasks=(task,) if task else None,
         disturbance_deg=float(getattr(args, "sim_disturbance", 0.0) or 0.0),
+        disturbance_floor=_or_default(getattr(args, "sim_disturbance_floor", None), DISTURBANCE_FLOOR),
     )

@@ -5,6 +5,7 @@ import argparse
 import numpy as np
 import pytest
 
+from robot import cli
 from sim.disturbance import JointDisturbance
 from sim.envs import SO101Env
 from sim.teleop_rig import build_sim_rig, build_sim_rig_from_args
@@ -80,6 +81,7 @@ def test_the_recording_rig_pushes_only_during_episodes():
         hooks, plants = rig.hooks, rig.sim.plants
         hooks.begin_episode(0)
         assert hooks._disturbance is not None and hooks._disturbance.std_deg == 1.0
+        assert hooks._disturbance.fade_z == (0.03, 0.06)  # the default: no pushes while the jaws are at a cube
         rig.sim.world.step(50)
         hooks.end_episode()
         assert hooks._disturbance is None and all(p.disturbance == 0.0 for p in plants.values())
@@ -87,12 +89,37 @@ def test_the_recording_rig_pushes_only_during_episodes():
         rig.close()
     with pytest.raises(ValueError, match="disturbance_deg"):
         build_sim_rig(disturbance_deg=-2.0)
+    with pytest.raises(ValueError, match="disturbance_floor"):
+        build_sim_rig(disturbance_deg=1.0, disturbance_floor=-0.01)
 
 
-def test_record_flag_reaches_the_rig():
+def test_record_flags_reach_the_rig():
     args = argparse.Namespace(sim_disturbance=1.5, sim_seed=3, sim_task="pick", dataset_fps=30)
     rig = build_sim_rig_from_args(args)
     try:
         assert rig.hooks.disturbance_deg == 1.5 and rig.hooks._disturbance is None
+        assert rig.hooks.disturbance_fade == (0.03, 0.06)
     finally:
         rig.close()
+    args = cli.build_parser().parse_args(
+        "record --robot.port=sim --robot.id=f --teleop.port=sim --teleop.id=l --dataset.root=unused --sim.task=pick "
+        "--sim.disturbance=1.5 --sim.disturbance_floor=0".split()
+    )
+    assert args.sim_disturbance_floor == 0.0  # pushes all the way down to the table (0 is a height, not "unset")
+    rig = build_sim_rig_from_args(args)
+    try:
+        rig.hooks.begin_episode(0)
+        assert rig.hooks._disturbance.fade_z == (0.0, 0.03)
+        rig.hooks.end_episode()
+    finally:
+        rig.close()
+
+
+def test_a_lower_floor_keeps_pushes_on_closer_to_the_table(env):
+    env.reset(seed=1)
+    default = JointDisturbance(env.sim, std_deg=1.0, seed=0)
+    z = float(default._site[2])
+    default.close()
+    # the same height: faded out with the floor at the tool point, full strength with the floor 3 cm below it
+    assert JointDisturbance(env.sim, std_deg=1.0, seed=0, fade_z=(z, z + 0.03)).scale() == 0.0
+    assert JointDisturbance(env.sim, std_deg=1.0, seed=0, fade_z=(z - 0.03, z)).scale() == 1.0

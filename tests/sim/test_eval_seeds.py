@@ -1,6 +1,6 @@
-"""Evaluation seeds are never training layouts: `scripts/make_model.sh` records with `--sim.seed` 101-103 (episode i
-of a dataset gets its scene from ``(seed, i)``), `onboard eval` lays out scenes from seeds 100000+ and the periodic
-validation in `onboard train` from 50000+."""
+"""Evaluation seeds are never training layouts: `scripts/make_model.sh` records with `--sim.seed` 101-103,
+201-203, 302 and 303 (episode i of a dataset gets its scene from ``(seed, i)``), `onboard eval` lays out scenes from
+seeds 100000+ and the periodic validation in `onboard train` from 50000+."""
 
 import numpy as np
 
@@ -16,7 +16,17 @@ def _training_layouts(seed: int, n: int, task: str) -> set[int]:
 
 def test_eval_and_validation_layouts_are_not_training_layouts():
     train = set()
-    for seed, task in ((101, "touch"), (102, "pick"), (103, "place")):
+    # clean, pushed and pushed-near-the-cube datasets of scripts/make_model.sh
+    for seed, task in (
+        (101, "touch"),
+        (102, "pick"),
+        (103, "place"),
+        (201, "touch"),
+        (202, "pick"),
+        (203, "place"),
+        (302, "pick"),
+        (303, "place"),
+    ):
         layouts = _training_layouts(seed, 500, task)
         assert len(layouts) == 500  # distinct scenes within a dataset
         train |= layouts
