@@ -170,15 +170,12 @@ def _calibration_path(args: argparse.Namespace, prefix: str) -> Path | None:
     ).calibration_path
 
 
-def _or_default(value: float | None, default: float) -> float:
-    return default if value is None else float(value)
-
-
 def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
     """What the composition root calls for ``--robot.port=sim`` (flags of ``robot.record_cli``)."""
     size = getattr(args, "sim_image_size", None) or 96
     fps = getattr(args, "dataset_fps", None) or getattr(args, "fps", None) or 30
     task = getattr(args, "sim_task", None)
+    floor = getattr(args, "sim_disturbance_floor", None)
     if not math.isfinite(float(fps)):
         raise ValueError(f"bad fps {fps!r}")
     return build_sim_rig(
@@ -189,5 +186,5 @@ def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
         fps=float(fps),
         tasks=(task,) if task else None,
         disturbance_deg=float(getattr(args, "sim_disturbance", 0.0) or 0.0),
-        disturbance_floor=_or_default(getattr(args, "sim_disturbance_floor", None), DISTURBANCE_FLOOR),
+        disturbance_floor=DISTURBANCE_FLOOR if floor is None else float(floor),
     )
