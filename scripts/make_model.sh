@@ -65,7 +65,7 @@ record() {  # dataset task episodes seconds seed [disturbance [floor]]: records 
       --teleop.port=sim --teleop.id=leader --teleop.calibration_dir="$WORK/cal" \
       --dataset.root="$ds" --dataset.repo_id="onboard/sim_$1" --dataset.num_episodes="$(($3 - have))" \
       --dataset.episode_time_s="$4" --dataset.reset_time_s=0 --sim.task="$2" --sim.seed="$(($5 + 1000 * (tries - 1)))" \
-      --sim.disturbance="${6:-0}" --sim.disturbance_floor="${7:-0.03}" "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 ||
+      --sim.disturbance="${6:-0}" ${7:+--sim.disturbance_floor="$7"} "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 ||
       true
     resume=(--resume)
     have=$(episodes_in "$ds")

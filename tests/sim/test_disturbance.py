@@ -121,5 +121,7 @@ def test_a_lower_floor_keeps_pushes_on_closer_to_the_table(env):
     z = float(default._site[2])
     default.close()
     # the same height: faded out with the floor at the tool point, full strength with the floor 3 cm below it
-    assert JointDisturbance(env.sim, std_deg=1.0, seed=0, fade_z=(z, z + 0.03)).scale() == 0.0
-    assert JointDisturbance(env.sim, std_deg=1.0, seed=0, fade_z=(z - 0.03, z)).scale() == 1.0
+    for fade_z, scale in (((z, z + 0.03), 0.0), ((z - 0.03, z), 1.0)):
+        dist = JointDisturbance(env.sim, std_deg=1.0, seed=0, fade_z=fade_z)
+        assert dist.scale() == scale
+        dist.close()
