@@ -24,6 +24,7 @@ from robot.policy_factories import make_runner, policy_and_size
 from sim import tasks as T
 from sim.envs import SO101Env
 from sim.expert_eval import spec_for_seed
+from sim.policy_eval import _power_cycle
 from sim.world import GRIPPER_SITE
 
 BINS = ((0, 10), (10, 20), (20, 30), (30, 45.01))
@@ -68,9 +69,7 @@ def episode(env: SO101Env, policy, spec: T.TaskSpec) -> tuple[bool, float, float
             try:
                 obs, _, terminated, truncated, info = env.step(action)
             except (FeetechError, SafetyError):  # a servo protection or SafeArm stopped the arm: a failure
-                env.sim.bus.power_cycle()
-                env.arm.disconnect()
-                env.arm.connect()
+                _power_cycle(env)
                 return False, radius, angle, offset, t
             ticks += 1
             if terminated or truncated:
