@@ -18,13 +18,11 @@ import math
 
 import numpy as np
 
-from hardware.feetech.errors import FeetechError
-from robot.errors import SafetyError
 from robot.policy_factories import make_runner, policy_and_size
 from sim import tasks as T
 from sim.envs import SO101Env
 from sim.expert_eval import spec_for_seed
-from sim.policy_eval import _power_cycle
+from sim.policy_eval import run_episode_with_runner
 from sim.world import GRIPPER_SITE
 
 BINS = ((0, 10), (10, 20), (20, 30), (30, 45.01))
@@ -46,34 +44,26 @@ def pan_distance(env: SO101Env, color: str) -> float:
 
 
 def episode(env: SO101Env, policy, spec: T.TaskSpec) -> tuple[bool, float, float | None, float | None, float | None]:
-    """(success, cube distance m, angle deg, sideways offset mm, time s) of one episode; angle None when the tool
-    never got there."""
-    runner = make_runner("async", policy, env.clock, env.fps, 0.0)
-    obs, info = env.reset(seed=spec.seed, options={"spec": spec})
-    radius = pan_distance(env, spec.color)
-    angle = offset = t = None
-    ticks = 0
-    with runner:
-        runner.reset(obs["task"])
-        while True:
-            action = runner.action_for(env.clock.now(), obs)
-            if angle is None:
-                m, d = env.world.model, env.world.data
-                pos, quat = T.cube_pose(m, d, spec.color)
-                site = d.site(GRIPPER_SITE)
-                rel = site.xpos - pos
-                if rel[2] < 0.03 and math.hypot(rel[0], rel[1]) < 0.04:
-                    closing = site.xmat.reshape(3, 3)[:, 2]  # the site's z axis: from the fixed to the moving jaw
-                    a = math.degrees(math.atan2(closing[1], closing[0]) - yaw_of(quat))
-                    angle, offset, t = abs((a + 45) % 90 - 45), 1000 * math.hypot(rel[0], rel[1]), ticks / env.fps
-            try:
-                obs, _, terminated, truncated, info = env.step(action)
-            except (FeetechError, SafetyError):  # a servo protection or SafeArm stopped the arm: a failure
-                _power_cycle(env)
-                return False, radius, angle, offset, t
-            ticks += 1
-            if terminated or truncated:
-                return bool(info.get("is_success", False)), radius, angle, offset, t
+    """(success, cube distance m, angle deg, sideways offset mm, time s) of one episode, run as `onboard eval` runs
+    it; angle None when the tool never got there."""
+    seen: dict[str, float] = {}
+
+    def look(tick: int) -> None:
+        if tick == 0:  # before the first action: the cube is where the seed laid it out
+            seen["radius"] = pan_distance(env, spec.color)
+        if "angle" in seen:
+            return
+        m, d = env.world.model, env.world.data
+        pos, quat = T.cube_pose(m, d, spec.color)
+        site = d.site(GRIPPER_SITE)
+        rel = site.xpos - pos
+        if rel[2] < 0.03 and math.hypot(rel[0], rel[1]) < 0.04:
+            closing = site.xmat.reshape(3, 3)[:, 2]  # the site's z axis: from the fixed to the moving jaw
+            a = math.degrees(math.atan2(closing[1], closing[0]) - yaw_of(quat))
+            seen.update(angle=abs((a + 45) % 90 - 45), offset=1000 * math.hypot(rel[0], rel[1]), t=tick / env.fps)
+
+    result = run_episode_with_runner(env, policy, "async", 0.0, spec, make_runner=make_runner, on_tick=look)
+    return result.success, seen["radius"], seen.get("angle"), seen.get("offset"), seen.get("t")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -185,12 +186,13 @@ def run_episode_with_runner(
     spec: T.TaskSpec,
     *,
     make_runner: MakeRunner,
+    on_tick: Callable[[int], None] | None = None,
     **runner_kwargs,
 ) -> RunnerEpisodeResult:
     """One episode of ``spec`` on ``env`` with ``policy`` behind an "async" (``AsyncRunner``, emulated latency) or
     "sync" (``SyncRunner``) runner, built by ``make_runner``, at the env's control rate. ``latency_s``: emulated seconds
-    per chunk (None: the wall time ``infer`` takes, for async; nothing for sync). Ends on success or at the task's
-    time limit."""
+    per chunk (None: the wall time ``infer`` takes, for async; nothing for sync). ``on_tick(i)``: called before step
+    ``i`` is sent (to look at the world, e.g. scripts/pick_roll.py). Ends on success or at the task's time limit."""
     base = env.unwrapped if hasattr(env, "unwrapped") else env
     clock = base.clock
     runner = make_runner(runner_kind, policy, clock, base.fps, latency_s, **runner_kwargs)
@@ -202,6 +204,8 @@ def run_episode_with_runner(
         runner.reset(obs["task"])
         while True:
             action = runner.action_for(clock.now(), obs)
+            if on_tick is not None:
+                on_tick(ticks)
             _skip_missed_deadlines(base)
             try:
                 obs, _, terminated, truncated, info = env.step(action)
