@@ -1,9 +1,15 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+# Property tests check behaviour, not speed: hypothesis' 200 ms per-example deadline fails them on a loaded 2-core
+# machine (a training run or a second recorder beside the suite).
+settings.register_profile("onboard", deadline=None)
+settings.load_profile("onboard")
 
 
 def require(module: str, extra: str):
