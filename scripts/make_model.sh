@@ -6,13 +6,14 @@
 #                                                    export eval; install copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` resumes a killed run.
-# The bundled model took three runs of this script (fine-tunes via INIT_FROM as the expert changed): the model card,
+# The bundled model took four runs of this script (fine-tunes via INIT_FROM as the expert changed): the model card,
 # policies/bundled/so101_vla/README.md, has those commands, and what one from-scratch run of 20,000 steps measures.
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
 # (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
 # recovery), NPICK_EPS NPLACE_EPS (default 0: pick and place episodes pushed with NEAR_DISTURBANCE degrees down to
 # NEAR_FLOOR m above the table, --sim.disturbance_floor, recovery in the last centimetres above a cube; the bundle
-# does not use them, see its model card), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM
+# does not use them, see its model card), TOUCH_S PICK_S PLACE_S (seconds recorded per episode: the expert's
+# slowest episodes with ~1 s to spare), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM
 # (a checkpoint to fine-tune from instead of starting from scratch), EVAL_N, NUM_ENVS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,9 @@ NPICK_EPS=${NPICK_EPS:-0}
 NPLACE_EPS=${NPLACE_EPS:-0}
 NEAR_DISTURBANCE=${NEAR_DISTURBANCE:-1.5}
 NEAR_FLOOR=${NEAR_FLOOR:-0.015}
+TOUCH_S=${TOUCH_S:-4}
+PICK_S=${PICK_S:-8}
+PLACE_S=${PLACE_S:-12}
 SHIFT=${SHIFT:-4}
 STATE_NOISE=${STATE_NOISE:-1.0}
 LR=${LR:-3e-4}
@@ -84,12 +88,12 @@ for stage in $STAGES; do
         --teleop.calibration_dir="$WORK/cal"
     # two recorders in parallel (2 cores, ~the same simulated time each); seeds differ so layouts do. Clean
     # demonstrations, and pushed ones (the follower pushed off the leader's goals: they show the way back)
-    (record touch touch "$TOUCH_EPS" 4 101 && record pick pick "$PICK_EPS" 7 102 &&
-      record touch_pushed touch "$DTOUCH_EPS" 4 201 "$DISTURBANCE" &&
-      record pick_pushed pick "$DPICK_EPS" 7 202 "$DISTURBANCE" &&
-      record pick_near pick "$NPICK_EPS" 7 302 "$NEAR_DISTURBANCE" "$NEAR_FLOOR") &
-    record place place "$PLACE_EPS" 10 103 && record place_pushed place "$DPLACE_EPS" 10 203 "$DISTURBANCE" &&
-      record place_near place "$NPLACE_EPS" 10 303 "$NEAR_DISTURBANCE" "$NEAR_FLOOR"
+    (record touch touch "$TOUCH_EPS" "$TOUCH_S" 101 && record pick pick "$PICK_EPS" "$PICK_S" 102 &&
+      record touch_pushed touch "$DTOUCH_EPS" "$TOUCH_S" 201 "$DISTURBANCE" &&
+      record pick_pushed pick "$DPICK_EPS" "$PICK_S" 202 "$DISTURBANCE" &&
+      record pick_near pick "$NPICK_EPS" "$PICK_S" 302 "$NEAR_DISTURBANCE" "$NEAR_FLOOR") &
+    record place place "$PLACE_EPS" "$PLACE_S" 103 && record place_pushed place "$DPLACE_EPS" "$PLACE_S" 203 "$DISTURBANCE" &&
+      record place_near place "$NPLACE_EPS" "$PLACE_S" 303 "$NEAR_DISTURBANCE" "$NEAR_FLOOR"
     wait %1
     ;;
   train)

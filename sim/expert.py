@@ -274,6 +274,7 @@ class ExpertConfig:
     max_step_deg: float = 4.5  # no joint goal moves more than this per call (the real arm is rate limited)
     max_step_gripper: float = 4.0  # gripper units (0..100) per call
     joint_speed: float = 100.0  # deg/s, joint-space moves (the fastest joint)
+    turn_speed: float = 60.0  # deg/s, turning the jaws to the cube's faces at the hover point
     line_speed: float = 0.12  # m/s, straight-line moves
     slow_speed: float = 0.06  # m/s, the last few cm onto or off a cube
     gripper_speed: float = 120.0  # units/s
@@ -311,7 +312,15 @@ class ExpertConfig:
     clearance: float = 0.008  # wanted gap between the jaws' sweep and other cubes or the tray
 
     def __post_init__(self) -> None:
-        for name in ("max_step_deg", "max_step_gripper", "joint_speed", "line_speed", "slow_speed", "gripper_speed"):
+        for name in (
+            "max_step_deg",
+            "max_step_gripper",
+            "joint_speed",
+            "turn_speed",
+            "line_speed",
+            "slow_speed",
+            "gripper_speed",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ExpertConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("gripper_open", "gripper_release", "gripper_squeeze", "grasped_min"):
@@ -527,11 +536,19 @@ class ScriptedExpert:
             yield from self._wait_arrival(self.config.move_timeout)
 
     def _move_to(
-        self, pos: np.ndarray, yaw: float | None, gripper: float | None = None, offset: np.ndarray | None = None
+        self,
+        pos: np.ndarray,
+        yaw: float | None,
+        gripper: float | None = None,
+        offset: np.ndarray | None = None,
+        speed: float | None = None,
     ) -> Script:
-        """Joint-space move to a jaws-down pose (for transfers high above the table)."""
+        """Joint-space move to a jaws-down pose (for transfers high above the table; ``yaw`` None keeps the
+        wrist_roll)."""
         q_init = lerobot_to_qpos(self._goal)[:ARM]
-        if yaw is not None:
+        if yaw is None:  # wrist_roll kept where it is
+            q_init = self.ik.seed(pos, float(q_init[4]))
+        else:
             q_init = self.ik.seed(pos, self.ik.roll_for_yaw(pos, yaw, self.ik.seed(pos)) or 0.0)
         res = self.ik.solve_down(pos, yaw, q_init, offset=offset)
         self._cmd_pos, self._cmd_tilt = np.array(pos, dtype=np.float64), res.tilt
@@ -541,7 +558,7 @@ class ScriptedExpert:
         target[:ARM] = qpos_to_lerobot(q)[:ARM]
         if gripper is not None:
             target[5] = gripper
-        yield from self._move_joints(target)
+        yield from self._move_joints(target, speed)
 
     # -- planning -----------------------------------------------------------------------------------------------------
     def _lift_point(self, pos: np.ndarray, z: float) -> np.ndarray:
@@ -637,10 +654,17 @@ class ScriptedExpert:
         while True:
             self.attempts += 1
             pos, quat = self.cube()
-            yaw = self.grasp_yaw(pos, quat)
+            hover_z = max(c.hover_z, pos[2] + 0.045)
+            # Above the cube with the wrist_roll as it is, and only there turn the jaws to the cube's faces: from
+            # the hover point the wrist camera shows the cube's yaw, which the front camera barely resolves (a cube
+            # ~4 px wide), so a policy can copy the turn from what it sees.
             self.phase = "approach"
-            hover = self._shifted(np.array([pos[0], pos[1], max(c.hover_z, pos[2] + 0.045)]), yaw)
-            yield from self._move_to(hover, yaw, gripper=c.gripper_open)
+            yield from self._move_to(np.array([pos[0], pos[1], hover_z]), None, gripper=c.gripper_open)
+            pos, quat = self.cube()
+            yaw = self.grasp_yaw(pos, quat)
+            self.phase = "turn"
+            hover = self._shifted(np.array([pos[0], pos[1], hover_z]), yaw)
+            yield from self._move_to(hover, yaw, speed=c.turn_speed)
             # The cube may have been nudged meanwhile: aim at where it is now (same yaw family).
             pos, _ = self.cube()
             pos = self._shifted(pos, yaw)

@@ -17,7 +17,7 @@ mujoco = pytest.importorskip("mujoco", reason="the simulation needs MuJoCo: pip 
 
 from sim import expert_eval, world  # noqa: E402
 from sim import tasks as T  # noqa: E402
-from sim.expert import ArmIK, ScriptedExpert, tool_rotation  # noqa: E402
+from sim.expert import ArmIK, ExpertConfig, ScriptedExpert, tool_rotation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +243,27 @@ def test_expert_retries_when_the_cube_is_gone_at_the_grasp():
 
     result = expert_eval.run_episode(spec, on_tick=snatch)
     assert moved and result.success and result.attempts >= 2, result
+
+
+def test_expert_turns_the_jaws_only_at_the_hover_point():
+    # The wrist_roll holds still on the way to the cube and turns to the cube's faces only above it (the wrist camera
+    # then shows the cube's yaw, what a policy copying the expert can see), before the descent.
+    spec = expert_eval.spec_for_seed("pick", 7)
+    seen = []
+
+    def log(exe, expert, goal):
+        seen.append((expert.phase, float(goal[4]), float(expert.site_now()[0][2])))
+
+    result = expert_eval.run_episode(spec, on_tick=log)
+    assert result.success, result
+    approach = [roll for phase, roll, _ in seen if phase == "approach"]
+    turn = [(roll, z) for phase, roll, z in seen if phase == "turn"]
+    assert approach and turn
+    assert max(approach) - min(approach) < 0.5  # deg: rate-limited steps of a still goal
+    assert abs(turn[-1][0] - approach[-1]) > 1.0  # this layout needs a turn
+    assert all(z > ExpertConfig().hover_z - 0.015 for _, z in turn)  # the turn happens up at the hover point
+    descend = [roll for phase, roll, _ in seen if phase == "descend"]
+    assert descend and max(abs(r - turn[-1][0]) for r in descend) < 1.0
 
 
 def test_expert_copes_with_a_degraded_executor():
