@@ -14,8 +14,9 @@ torque, what the servo's Present_Load reports) is a few percent of stall: an STS
 (LeRobot sets 25 % on the gripper) for its Protection_Time (2 s) turns its torque off. Touching stops at the first
 contact instead of pressing on.
 
-Scripts are generators: each phase (approach, descend, close, lift, carry, lower, release, ...) yields one goal per
-``act`` call, and ``phase`` / ``attempts`` tell where the expert is (for logs and tests).
+Scripts are generators: each phase (approach, turn, descend, close, lift, carry, lower, release, ...) yields one goal
+per ``act`` call, and ``phase`` / ``attempts`` tell where the expert is (for logs and tests). The jaws turn to the
+cube's faces only at the hover point above it, where the wrist camera shows the cube's yaw.
 
 Inverse kinematics: damped least squares on a private ``MjData`` (``mj_jac`` at the ``gripperframe`` site or a point
 fixed to it, e.g. the closed jaws' tips), for a tool point and a tool orientation: the jaws pointing down (tilted

@@ -259,7 +259,7 @@ def test_expert_turns_the_jaws_only_at_the_hover_point():
     approach = [roll for phase, roll, _ in seen if phase == "approach"]
     turn = [(roll, z) for phase, roll, z in seen if phase == "turn"]
     assert approach and turn
-    assert max(approach) - min(approach) < 0.5  # deg: rate-limited steps of a still goal
+    assert max(approach) - min(approach) < 0.5  # deg: the roll goal stays where it was
     assert abs(turn[-1][0] - approach[-1]) > 1.0  # this layout needs a turn
     assert all(z > ExpertConfig().hover_z - 0.015 for _, z in turn)  # the turn happens up at the hover point
     descend = [roll for phase, roll, _ in seen if phase == "descend"]
