@@ -16,11 +16,10 @@ import argparse
 import dataclasses
 import math
 
-import numpy as np
-
 from robot.policy_factories import make_runner, policy_and_size
 from sim import tasks as T
 from sim.envs import SO101Env
+from sim.expert import cube_face_yaw
 from sim.expert_eval import spec_for_seed
 from sim.policy_eval import run_episode_with_runner
 from sim.world import GRIPPER_SITE
@@ -29,18 +28,10 @@ BINS = ((0, 10), (10, 20), (20, 30), (30, 45.01))
 RADII = ((0.0, 0.18), (0.18, 0.22), (0.22, 0.26), (0.26, 1.0))  # m from the pan axis
 
 
-def yaw_of(quat: np.ndarray) -> float:
-    """Heading (rad) of a body with quaternion (w, x, y, z) that is upright."""
-    w, x, y, z = quat
-    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-
-
 def pan_distance(env: SO101Env, color: str) -> float:
     """Horizontal distance (m) of the cube from the shoulder_pan axis."""
-    m, d = env.world.model, env.world.data
-    axis = d.xanchor[m.joint("shoulder_pan").id]
-    pos, _ = T.cube_pose(m, d, color)
-    return math.hypot(pos[0] - axis[0], pos[1] - axis[1])
+    pos, _ = T.cube_pose(env.world.model, env.world.data, color)
+    return math.hypot(pos[0] - T.PAN_AXIS_XY[0], pos[1] - T.PAN_AXIS_XY[1])
 
 
 def episode(env: SO101Env, policy, spec: T.TaskSpec) -> tuple[bool, float, float | None, float | None, float | None]:
@@ -59,7 +50,7 @@ def episode(env: SO101Env, policy, spec: T.TaskSpec) -> tuple[bool, float, float
         rel = site.xpos - pos
         if rel[2] < 0.03 and math.hypot(rel[0], rel[1]) < 0.04:
             closing = site.xmat.reshape(3, 3)[:, 2]  # the site's z axis: from the fixed to the moving jaw
-            a = math.degrees(math.atan2(closing[1], closing[0]) - yaw_of(quat))
+            a = math.degrees(math.atan2(closing[1], closing[0]) - cube_face_yaw(quat))
             seen.update(angle=abs((a + 45) % 90 - 45), offset=1000 * math.hypot(rel[0], rel[1]), t=tick / env.fps)
 
     result = run_episode_with_runner(env, policy, "async", 0.0, spec, make_runner=make_runner, on_tick=look)
