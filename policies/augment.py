@@ -6,10 +6,15 @@
 - ``state_noise``: Gaussian noise (``std`` in LeRobot units: degrees, gripper 0-100) on ``observation.state``, so the
   policy cannot copy the current joint state into its actions (the "copycat" shortcut of behaviour cloning) and has to
   look at the images.
+- ``paraphrases``: groups of interchangeable instructions ("pick up the red cube", "lift the red cube", ...); each
+  sample's instruction is replaced by a member of its group drawn uniformly (itself included), so that every
+  demonstration is seen under every phrasing of its task and no single phrasing's share of the episodes decides how
+  the policy behaves when told it. Instructions in no group are kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,16 +26,28 @@ import torch.nn.functional as F
 class AugmentConfig:
     shift: int = 0  # px: random shift of every image by up to this much (0 = off)
     state_noise: float = 0.0  # std of Gaussian noise on the state, LeRobot units (0 = off)
+    paraphrases: tuple[tuple[str, ...], ...] = ()  # groups of interchangeable instructions (() = off)
 
     def __post_init__(self) -> None:
         if self.shift < 0:
             raise ValueError(f"augment.shift must be >= 0 pixels, got {self.shift}")
         if not self.state_noise >= 0:
             raise ValueError(f"augment.state_noise must be >= 0, got {self.state_noise}")
+        object.__setattr__(self, "paraphrases", tuple(tuple(g) for g in self.paraphrases))  # lists from JSON
+        seen: set[str] = set()
+        for group in self.paraphrases:
+            for text in group:
+                if text in seen:
+                    raise ValueError(f"augment.paraphrases: {text!r} is in more than one group (or twice in one)")
+                seen.add(text)
 
     @property
     def enabled(self) -> bool:
-        return self.shift > 0 or self.state_noise > 0
+        return self.shift > 0 or self.state_noise > 0 or bool(self.paraphrases)
+
+    def paraphrase_table(self) -> dict[str, tuple[str, ...]]:
+        """instruction -> its group (every member of every group)."""
+        return {text: group for group in self.paraphrases for text in group}
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -47,13 +64,28 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     )  # (B,3,H,W)
 
 
+def paraphrase(
+    tasks: Sequence[str], groups: Mapping[str, Sequence[str]], generator: torch.Generator | None = None
+) -> list[str]:
+    """Each instruction replaced by a member of its group (``groups[instruction]``) drawn uniformly; instructions
+    without a group are kept."""
+    out = []
+    for text in tasks:
+        group = groups.get(text)
+        out.append(group[int(torch.randint(len(group), (1,), generator=generator))] if group else text)
+    return out
+
+
 def augment_batch(
     batch: dict[str, Any], cfg: AugmentConfig, image_keys: list[str], generator: torch.Generator | None = None
 ) -> dict[str, Any]:
-    """A copy of ``batch`` with ``cfg``'s augmentation applied to ``image_keys`` and ``observation.state``."""
+    """A copy of ``batch`` with ``cfg``'s augmentation applied to ``image_keys``, ``observation.state`` and the
+    instructions (``task``; the caller embeds them afterwards)."""
     if not cfg.enabled:
         return batch
     out = dict(batch)
+    if cfg.paraphrases:
+        out["task"] = paraphrase(batch["task"], cfg.paraphrase_table(), generator)
     if cfg.shift > 0:
         for key in image_keys:
             out[key] = random_shift(torch.as_tensor(batch[key]), cfg.shift, generator)

@@ -139,8 +139,13 @@ def train(
     from .text import default_encoder
 
     encoder = default_encoder()
-    tasks = sorted({t for d in datasets for t in d.reader.tasks})
-    table = {t: torch.from_numpy(np.array(encoder.embed(t))) for t in tasks}  # instruction -> (384,)
+    tasks = {t for d in datasets for t in d.reader.tasks}
+    groups = cfg.augment.paraphrase_table()
+    if groups:
+        covered = sorted(t for t in tasks if t in groups)
+        log(f"paraphrases: {len(covered)} of the data's {len(tasks)} instructions have interchangeable phrasings")
+        tasks |= {p for t in covered for p in groups[t]}
+    table = {t: torch.from_numpy(np.array(encoder.embed(t))) for t in sorted(tasks)}  # instruction -> (384,)
 
     if resume and last.exists():
         model, model_cfg, stats = load_checkpoint(last)
@@ -182,8 +187,8 @@ def train(
         for batch in loader:
             if step >= cfg.steps:
                 break
-            batch["task_embedding"] = torch.stack([table[t] for t in batch["task"]])  # (B,384)
             batch = augment_batch(batch, cfg.augment, keys, generator)
+            batch["task_embedding"] = torch.stack([table[t] for t in batch["task"]])  # (B,384)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gaussian noise on the input joint state, degrees (0: off; try 1)",
     )
     p.add_argument(
+        "--augment.paraphrase",
+        dest="augment_paraphrase",
+        action="store_true",
+        help="train each demonstration under every training phrasing of its task and colour, drawn at random",
+    )
+    p.add_argument(
         "--init_from",
         default=None,
         metavar="CKPT",
@@ -318,6 +324,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from policies.train import TrainConfig, train
     from policies.vla.config import VLAConfig
 
+    paraphrases = ()
+    if args.augment_paraphrase:
+        from sim.tasks import paraphrase_groups
+
+        paraphrases = paraphrase_groups("train")
     cfg = TrainConfig(
         datasets=tuple(args.dataset_roots),
         output_dir=args.output_dir,
@@ -328,7 +339,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         threads=args.threads,
         amp=args.amp,
-        augment=AugmentConfig(shift=args.augment_shift, state_noise=args.augment_state_noise),
+        augment=AugmentConfig(shift=args.augment_shift, state_noise=args.augment_state_noise, paraphrases=paraphrases),
         init_from=args.init_from,
         model=VLAConfig(chunk_size=args.chunk_size),
     )

@@ -13,7 +13,8 @@
 # recovery), NPICK_EPS NPLACE_EPS (default 0: pick and place episodes pushed with NEAR_DISTURBANCE degrees down to
 # NEAR_FLOOR m above the table, --sim.disturbance_floor, recovery in the last centimetres above a cube; the bundle
 # does not use them, see its model card), TOUCH_S PICK_S PLACE_S (seconds recorded per episode: the expert's
-# slowest episodes with ~1 s to spare), STEPS, BATCH, LR, SHIFT and STATE_NOISE (training augmentation), INIT_FROM
+# slowest episodes with ~1 s to spare), STEPS, BATCH, LR, SHIFT, STATE_NOISE and PARAPHRASE (training augmentation;
+# PARAPHRASE=1 trains each demonstration under all training phrasings of its task and colour), INIT_FROM
 # (a checkpoint to fine-tune from instead of starting from scratch), EVAL_N, NUM_ENVS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,7 @@ PICK_S=${PICK_S:-8}
 PLACE_S=${PLACE_S:-12}
 SHIFT=${SHIFT:-4}
 STATE_NOISE=${STATE_NOISE:-1.0}
+PARAPHRASE=${PARAPHRASE:-0}
 LR=${LR:-3e-4}
 INIT_FROM=${INIT_FROM:-}
 STEPS=${STEPS:-18000}
@@ -106,6 +108,7 @@ for stage in $STAGES; do
     done
     init=()
     [ -n "$INIT_FROM" ] && init=(--init_from "$INIT_FROM")
+    [ "$PARAPHRASE" = 1 ] && init+=(--augment.paraphrase)
     onboard train "${roots[@]}" --output_dir="$WORK/run" --steps "$STEPS" --batch_size "$BATCH" --lr "$LR" --amp bf16 \
       --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" "${init[@]}" "${resume[@]}" 2>&1 |
       tee -a "$WORK/train.log"

@@ -429,6 +429,13 @@ class TaskSpec:
 Episode = TaskSpec
 
 
+def paraphrase_groups(split: str = "train") -> tuple[tuple[str, ...], ...]:
+    """Interchangeable instructions, one group per (task, colour): the ``split`` phrasings of that task for that
+    colour (``policies.augment``'s ``paraphrases``; only the training phrasings, so that the held-out ones stay
+    unseen)."""
+    return tuple(tuple(TASKS[name].instructions(color, split)) for name in sorted(TASKS) for color in COLORS)
+
+
 def make_spec(task: str, color: str, seed: int, instruction: str | None = None, split: str = "train") -> TaskSpec:
     """A spec with a given instruction, or the first phrasing of ``split`` when ``instruction`` is None."""
     if instruction is None:

@@ -1,4 +1,5 @@
-"""Training augmentation (policies/augment.py): random image shift and state noise, and `onboard train` using them."""
+"""Training augmentation (policies/augment.py): random image shift, state noise and instruction paraphrases, and
+`onboard train` using them."""
 
 import json
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from policies.augment import AugmentConfig, augment_batch, random_shift
+from policies.augment import AugmentConfig, augment_batch, paraphrase, random_shift
+from policies.text import default_encoder
 from policies.train import TrainConfig, train
+from policies.vla.model import VLA
 
 from .test_train import SMALL, make_dataset
 
@@ -69,5 +72,62 @@ def test_train_with_augmentation_records_it_in_the_run_config(tmp_path):
     )
     train(cfg, log=lambda _: None, progress=False)
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["augment"] == {"shift": 3, "state_noise": 1.0}
+    assert saved["augment"] == {"shift": 3, "state_noise": 1.0, "paraphrases": []}
     assert np.isfinite(json.loads((out / "losses.json").read_text())["loss_tail"]).all()
+
+
+GROUPS = (("pick up the red cube", "lift the red cube", "raise the red cube off the table"), ("touch the blue cube",))
+
+
+def test_paraphrase_draws_every_member_of_the_group_and_keeps_the_rest():
+    table = AugmentConfig(paraphrases=GROUPS).paraphrase_table()
+    out = paraphrase(["pick up the red cube"] * 300 + ["lift the red cube", "wave"], table, torch.Generator())
+    assert set(out[:300]) == set(GROUPS[0])  # the instruction itself included
+    assert 60 < out[:300].count("lift the red cube") < 140  # uniform: ~100 of 300
+    assert out[300] in GROUPS[0] and out[301] == "wave"  # any member maps into its group; no group: kept
+
+
+def test_augment_batch_paraphrases_instructions_only():
+    batch = {"observation.state": torch.zeros((50, 6)), "task": ["pick up the red cube"] * 50}
+    out = augment_batch(batch, AugmentConfig(paraphrases=GROUPS), [], torch.Generator().manual_seed(0))
+    assert set(out["task"]) == set(GROUPS[0]) and batch["task"] == ["pick up the red cube"] * 50
+    assert out["observation.state"] is batch["observation.state"]
+
+
+def test_augment_config_rejects_an_instruction_in_two_groups():
+    with pytest.raises(ValueError, match="more than one group"):
+        AugmentConfig(paraphrases=(("lift the red cube", "a"), ("b", "lift the red cube")))
+
+
+def test_train_with_paraphrases_feeds_the_embeddings_of_other_phrasings(tmp_path, monkeypatch):
+    """The dataset says "pick up the red cube" and "touch the blue cube"; the model is trained on the embeddings of
+    all three red phrasings, and the blue touch, in no group with another phrasing, stays itself."""
+    seen: list[torch.Tensor] = []
+    real = VLA.compute_loss
+
+    def spy(self, batch):
+        seen.append(batch["task_embedding"].detach().clone())
+        return real(self, batch)
+
+    monkeypatch.setattr(VLA, "compute_loss", spy)
+    data = make_dataset(tmp_path / "ds")
+    groups = (*GROUPS, ("poke the blue block", "tap the blue block"))  # the data has neither: never drawn
+    cfg = TrainConfig(
+        datasets=(str(data),),
+        output_dir=str(tmp_path / "run"),
+        steps=12,
+        batch_size=8,
+        warmup_steps=1,
+        augment=AugmentConfig(paraphrases=groups),
+        model=SMALL,
+    )
+    train(cfg, log=lambda _: None, progress=False)
+    encoder = default_encoder()
+    every = [t for g in groups for t in g]
+    reference = torch.stack([torch.as_tensor(np.array(encoder.embed(t))) for t in every])  # (T,384)
+    used = torch.cat(seen)  # (12*8,384)
+    nearest = (torch.cdist(used.float(), reference.float()).argmin(1)).tolist()
+    assert torch.allclose(used.float(), reference[nearest].float(), atol=1e-5)  # each row is one phrasing's embedding
+    assert {every[i] for i in nearest} == set(GROUPS[0]) | {"touch the blue cube"}
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert [tuple(g) for g in saved["augment"]["paraphrases"]] == list(groups)

@@ -175,6 +175,17 @@ def test_phrasings_are_distinct_and_split():
     assert T.get_task("touch").max_duration_s < T.get_task("pick").max_duration_s < T.get_task("place").max_duration_s
 
 
+def test_paraphrase_groups_are_one_task_and_colour_and_leave_held_out_phrasings_unseen():
+    groups = T.paraphrase_groups()
+    assert len(groups) == len(T.TASKS) * len(T.COLORS)
+    held_out = {t for task in T.TASKS.values() for c in T.COLORS for t in task.instructions(c, "held_out")}
+    for group in groups:
+        owners = {(task.name, c) for task in T.TASKS.values() for c in T.COLORS if group[0] in task.instructions(c)}
+        ((name, color),) = owners
+        assert list(group) == T.get_task(name).instructions(color)
+        assert not set(group) & held_out
+
+
 def test_sample_task_and_registry():
     specs = [T.sample_task(np.random.default_rng(s)) for s in range(60)]
     assert specs == [T.sample_task(np.random.default_rng(s)) for s in range(60)]
