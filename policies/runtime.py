@@ -14,7 +14,9 @@ overlaps the actions still planned, old and new are blended: the new chunk's wei
 ``blend_steps`` ticks of the overlap (None: the whole overlap), "linear"ly or "exponential"ly (1 - exp(-3 j / (steps
 + 1))), and is 1 after that ("replace": at once); beyond the overlap the new chunk's actions are appended. A
 disagreement D between the chunks thus moves the executed actions by about D / (blend_steps + 1) per tick instead
-of D at once, while new information takes over within ``blend_steps`` ticks.
+of D at once, while new information takes over within ``blend_steps`` ticks. Default 1: the first overlapping tick
+is the mean of old and new, the new chunk alone after that. The old plan was made from an older observation; a
+longer ramp keeps the arm on it for longer, which cost pick success under latency (docs/design.md, "Chunk execution").
 
 Refill. The next chunk is requested, with the observation of the present tick, as soon as no request is in flight and
 at most ``refill_at`` actions are left in the plan, so the plan does not run dry while the policy works. Default:
@@ -279,7 +281,7 @@ class AsyncRunner(_RunnerBase):
         *,
         latency: Latency = None,
         blend: str = "linear",
-        blend_steps: int | None = 5,
+        blend_steps: int | None = 1,
         refill_at: int | None = None,
         mode: str | None = None,
         action_dim: int = ACTION_DIM,

@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="async: request the next chunk when this many actions are left (default: the latency in ticks + 2)",
     )
+    p.add_argument(
+        "--blend_steps",
+        type=int,
+        default=None,
+        help="async: ticks over which a new chunk's weight ramps up where it overlaps the plan (default 1; 0: replace)",
+    )
     p.add_argument("--videos", type=int, default=0, help="write videos of the first N episodes")
     p.add_argument(
         "--num_envs", type=int, default=1, help="environments, each in its own process (default 1: one, in-process)"

@@ -58,6 +58,7 @@ class EvalConfig:
     latency: str = "0ms"  # emulated inference latency per chunk; "wall": the measured wall time of infer (async)
     runner: str = "async"
     refill_at: int | None = None  # async: actions left when the next chunk is requested (None: the runner's default)
+    blend_steps: int | None = None  # async: ticks over which a new chunk takes over the plan (None: runner default)
     videos: int = 0
     video_size: int = 240  # height of the video views (px)
     output_dir: str = "outputs/eval"
@@ -77,6 +78,8 @@ class EvalConfig:
         parts.append(f"--runner={self.runner}")
         if self.refill_at is not None:
             parts.append(f"--refill_at={self.refill_at}")
+        if self.blend_steps is not None:
+            parts.append(f"--blend_steps={self.blend_steps}")
         parts += [f"--videos={self.videos}", f"--output_dir={self.output_dir}"]
         parts.append(f"--safety={'on' if self.safety else 'off'}")
         if self.num_envs != 1:
@@ -269,7 +272,7 @@ class EpisodeRunner:
         if venv is not None:
             venv.recording, venv.frames = recording, []
         t = time.monotonic()
-        kwargs = {"refill_at": self.cfg.refill_at} if self.cfg.refill_at is not None else {}
+        kwargs = {k: v for k in ("refill_at", "blend_steps") if (v := getattr(self.cfg, k)) is not None}
         result = run_episode_with_runner(
             venv or self.env, self.policy, self.cfg.runner, self.latency_s, spec, make_runner=self.make_runner, **kwargs
         )
@@ -313,6 +316,11 @@ def evaluate(
         raise ValueError(
             f"--refill_at is the async runner's actions-left threshold (>= 0), got {cfg.refill_at} with "
             f"--runner={cfg.runner} (the sync runner infers only when its chunk is used up)"
+        )
+    if cfg.blend_steps is not None and (cfg.runner != "async" or cfg.blend_steps < 0):
+        raise ValueError(
+            f"--blend_steps is the async runner's blend ramp in ticks (>= 0), got {cfg.blend_steps} with "
+            f"--runner={cfg.runner} (the sync runner's chunks do not overlap)"
         )
     if cfg.num_envs < 1:
         raise ValueError(f"--num_envs must be >= 1, got {cfg.num_envs}")
@@ -475,6 +483,7 @@ def config_from_args(args, detect_policy_type: Callable[[str | None], str]) -> E
         latency=args.latency,
         runner=args.runner,
         refill_at=getattr(args, "refill_at", None),
+        blend_steps=getattr(args, "blend_steps", None),
         videos=args.videos,
         output_dir=args.output_dir,
         num_envs=getattr(args, "num_envs", 1),

@@ -64,6 +64,29 @@ def test_eval_refill_at_replans_more_often_and_is_in_the_command(tmp_path, capsy
     assert "--refill_at is the async runner's" in capsys.readouterr().err
 
 
+def test_eval_blend_steps_reaches_the_runner_and_the_command(tmp_path, capsys, monkeypatch):
+    from policies import runtime
+
+    seen = []
+    real = runtime.AsyncRunner.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(self.blend_steps)
+
+    monkeypatch.setattr(runtime.AsyncRunner, "__init__", spy)
+    base = ["eval", "--policy.type=expert", "--task=touch", "--n=1"]
+    assert main([*base, "--blend_steps=4", f"--output_dir={tmp_path / 'b4'}"]) == 0
+    assert main([*base, f"--output_dir={tmp_path / 'default'}"]) == 0
+    assert seen == [4, 1]  # the runner's default ramp is one tick
+    b4, default = _report(tmp_path / "b4"), _report(tmp_path / "default")
+    assert b4["config"]["blend_steps"] == 4 and "--blend_steps=4" in b4["command"]
+    assert default["config"]["blend_steps"] is None and "--blend_steps" not in default["command"]
+    capsys.readouterr()
+    assert main([*base, "--runner=sync", "--blend_steps=2", f"--output_dir={tmp_path / 'bad'}"]) == 2
+    assert "--blend_steps is the async runner's" in capsys.readouterr().err
+
+
 def test_eval_held_out_instruction_is_recorded(tmp_path):
     phrasing = T.get_task("touch").held_out_templates[0].format(color="blue")
     out = tmp_path / "held"
