@@ -20,10 +20,12 @@ longer ramp keeps the arm on it for longer, which cost pick success under latenc
 
 Refill. The next chunk is requested, with the observation of the present tick, as soon as no request is in flight and
 at most ``refill_at`` actions are left in the plan, so the plan does not run dry while the policy works. Default:
-enough ticks to cover the configured latency, or the p99 latency seen so far, plus two: a chunk runs nearly to its
-end, as LeRobot's ACT runs its whole chunk (``n_action_steps = chunk_size``). Replanning every half chunk (LeRobot's
-async ``chunk_size_threshold=0.5``) was measured worse for our chunk-trained VLA: 5/50 pick episodes against 25/50
-(docs/design.md, "Chunk execution"); pass ``refill_at`` for more frequent replanning.
+the ticks that cover the configured latency, or the p99 latency seen so far plus one tick, and at least 2: the new
+chunk arrives as the old one ends, so a chunk runs to its end (less the actions its own latency made stale), as
+LeRobot's ACT runs its whole chunk (``n_action_steps = chunk_size``). Each replanning is a chance for this policy to
+hesitate: replanning every half chunk (LeRobot's async ``chunk_size_threshold=0.5``) was measured at 5/50 pick
+episodes against 25/50, and at 200 ms a margin of two more ticks cost 8 points (docs/design.md, "Chunk
+execution"); pass ``refill_at`` for more frequent replanning.
 
 Two ways to run inference (``mode``):
 
@@ -366,13 +368,13 @@ class AsyncRunner(_RunnerBase):
     def _refill_threshold(self) -> int:
         if self.refill_at is not None:
             return self.refill_at
-        if isinstance(self.latency, int | float):
-            lat = float(self.latency)
-        elif self.stats.latency_s:
-            lat = float(np.percentile(self.stats.latency_s[-200:], 99))
+        if isinstance(self.latency, int | float):  # fixed and known: exactly its ticks
+            ticks = math.ceil(float(self.latency) * self.rate_hz - 1e-9)
+        elif self.stats.latency_s:  # measured: its p99, plus a tick for the tail beyond it
+            ticks = math.ceil(float(np.percentile(self.stats.latency_s[-200:], 99)) * self.rate_hz - 1e-9) + 1
         else:
-            lat = 0.0
-        return math.ceil(lat * self.rate_hz - 1e-9) + 2
+            ticks = 0
+        return max(2, ticks)
 
     def _in_flight(self) -> bool:
         if self.mode == "emulated":

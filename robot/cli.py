@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refill_at",
         type=int,
         default=None,
-        help="async: request the next chunk when this many actions are left (default: the latency in ticks + 2)",
+        help="async: request the next chunk when this many actions are left (default: the latency in ticks, >= 2)",
     )
     p.add_argument(
         "--blend_steps",
