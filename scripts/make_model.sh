@@ -6,8 +6,9 @@
 #                                                    export eval; install copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` resumes a killed run.
-# The bundled model took four runs of this script (fine-tunes via INIT_FROM as the expert changed): the model card,
-# policies/bundled/so101_vla/README.md, has those commands, and what one from-scratch run of 20,000 steps measures.
+# The bundled model took five runs of this script (fine-tunes via INIT_FROM as the expert changed, the last with
+# PARAPHRASE=1): the model card, policies/bundled/so101_vla/README.md, has those commands, and what one from-scratch
+# run of 20,000 steps measures.
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
 # (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
 # recovery), NPICK_EPS NPLACE_EPS (default 0: pick and place episodes pushed with NEAR_DISTURBANCE degrees down to
@@ -108,9 +109,10 @@ for stage in $STAGES; do
     done
     init=()
     [ -n "$INIT_FROM" ] && init=(--init_from "$INIT_FROM")
-    [ "$PARAPHRASE" = 1 ] && init+=(--augment.paraphrase)
+    paraphrase=()
+    [ "$PARAPHRASE" = 1 ] && paraphrase=(--augment.paraphrase)
     onboard train "${roots[@]}" --output_dir="$WORK/run" --steps "$STEPS" --batch_size "$BATCH" --lr "$LR" --amp bf16 \
-      --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" "${init[@]}" "${resume[@]}" 2>&1 |
+      --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" "${paraphrase[@]}" "${init[@]}" "${resume[@]}" 2>&1 |
       tee -a "$WORK/train.log"
     ;;
   export)
