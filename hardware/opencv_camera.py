@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import CameraError, Frame, StaleFrameError
+from hardware.camera import CameraError, Frame, StaleFrameError
 
 __all__ = ["OpenCVCamera", "OpenCVCameraConfig", "find_cameras"]
 

@@ -22,9 +22,9 @@ FORMAT = "onboard-vla-onnx/1"
 
 
 def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    from .text import FP32_FILE, INT8_FILE, QUANTIZATION, export_text_onnx
-    from .vla.checkpoint import load_checkpoint
-    from .vla.export import export_onnx, input_names
+    from policies.text import FP32_FILE, INT8_FILE, QUANTIZATION, export_text_onnx
+    from policies.vla.checkpoint import load_checkpoint
+    from policies.vla.export import export_onnx, input_names
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .dataset.reader import EpisodeReader
+from policies.dataset.reader import EpisodeReader
 
 STATE = "observation.state"
 ACTION = "action"

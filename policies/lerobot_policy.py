@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import STATE_KEY, TASK_KEY, ActionChunk
+from policies.base import STATE_KEY, TASK_KEY, ActionChunk
 
 SUPPORTED_TYPES = ("act", "diffusion", "smolvla")
 IMAGE_PREFIX = "observation.images."

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ActionChunk
-from .bundle import FORMAT
-from .text import FP32_FILE, OnnxSentenceEncoder
+from policies.base import ActionChunk
+from policies.bundle import FORMAT
+from policies.text import FP32_FILE, OnnxSentenceEncoder
 
 
 class OnnxVLAPolicy:

@@ -62,7 +62,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .base import ACTION_DIM, STATE_KEY, ActionChunk, Policy
+from policies.base import ACTION_DIM, STATE_KEY, ActionChunk, Policy
 
 BLENDS = ("linear", "exponential", "replace")
 MODES = ("thread", "emulated")

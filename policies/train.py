@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .augment import AugmentConfig, augment_batch
-from .data import ChunkDataset, make_dataloader, normalization_stats
-from .vla.checkpoint import load_checkpoint, save_checkpoint
-from .vla.config import VLAConfig
-from .vla.model import VLA
+from policies.augment import AugmentConfig, augment_batch
+from policies.data import ChunkDataset, make_dataloader, normalization_stats
+from policies.vla.checkpoint import load_checkpoint, save_checkpoint
+from policies.vla.config import VLAConfig
+from policies.vla.model import VLA
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def train(
     n_items = sum(len(d) for d in datasets)
     log(f"data: {len(datasets)} dataset(s), {n_items} frames, decoded in {time.monotonic() - t0:.1f} s")
 
-    from .text import default_encoder
+    from policies.text import default_encoder
 
     encoder = default_encoder()
     tasks = {t for d in datasets for t in d.reader.tasks}

@@ -22,8 +22,7 @@ import numpy as np
 from hardware.feetech.bus import FeetechBus
 from hardware.feetech.errors import FeetechError
 from hardware.feetech.tables import MODEL_NUMBERS, REGISTERS
-
-from .calibration import (
+from robot.calibration import (
     ROBOTS,
     TELEOPERATORS,
     Calibration,
@@ -34,7 +33,7 @@ from .calibration import (
     validate_calibration,
     write_servo_calibration,
 )
-from .errors import (
+from robot.errors import (
     ArmConfigError,
     ArmDisconnectError,
     ArmNotConnectedError,
@@ -43,7 +42,7 @@ from .errors import (
     CalibrationMissingError,
     HandshakeError,
 )
-from .units import JointUnits, NormMode
+from robot.units import JointUnits, NormMode
 
 log = logging.getLogger(__name__)
 

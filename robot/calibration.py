@@ -37,8 +37,7 @@ from typing import NamedTuple
 
 from hardware.feetech.bus import FeetechBus
 from hardware.feetech.tables import REGISTERS
-
-from .errors import CalibrationError, CalibrationFileError
+from robot.errors import CalibrationError, CalibrationFileError
 
 RESOLUTION_MAX = 4095  # highest raw position of an STS3215 (4096 steps per turn)
 HALF_TURN = RESOLUTION_MAX // 2  # 2047: what the middle pose reads after homing (LeRobot: int(max_res / 2))

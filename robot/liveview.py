@@ -14,7 +14,7 @@ camera when asked (a small pure-numpy PNG writer on ``zlib``; one encoding per n
 and ``/`` is a page that polls both and plots with a canvas (no third-party scripts: it works offline).
 
 Images are taken as they are (``uint8`` HxWx3 RGB or HxW gray): do not write into an array after publishing it
-(camera frames are new arrays per frame, as ``hardware.camera`` and ``sim.cameras`` produce them).
+(camera frames are new arrays per frame, as ``hardware.camera`` and ``sim.twin.cameras`` produce them).
 
 ``RerunView`` (when ``rerun-sdk`` is installed) logs the same samples to a rerun viewer from its own thread, like
 LeRobot's ``--display_data``.

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 
 from hardware.camera import Camera, CameraError, Frame
 from policies.runtime import percentiles  # one definition of the loop's and the runtime's statistics
-
-from .clock import Clock
+from robot.clock import Clock
 
 MAX_SAMPLES = 100_000  # per series: the newest samples are kept (about an hour at 30 Hz)
 

@@ -1,7 +1,7 @@
 """Policies and runners by name: the factories that sim/'s evaluation and demo take as parameters.
 
 sim/ never imports policies/ (DESIGN.md, "Imports flow one way"). Where sim/ runs a policy (``onboard eval``,
-``onboard demo``, ``onboard train --eval_every``) the composition root (robot/cli.py) hands it these functions:
+``onboard demo``, ``onboard train --eval_every``) the composition root (onboard/cli) hands it these functions:
 
     policy_and_size(kind, path, threads=...) -> (policy, image_size)  # "vla" (torch), "onnx" (no torch), "lerobot"
     make_runner(kind, policy, clock, rate_hz, latency) -> runner      # "async" (emulated latency) or "sync"
@@ -33,7 +33,7 @@ def detect_policy_type(path: str | Path | None) -> str:
     a LeRobot config.json, else "vla"); "vla" with no path or no such folder (the VLA loader says what is wrong)."""
     if not path or not Path(path).exists():
         return "vla"
-    from .policy_loader import policy_kind
+    from robot.policy_loader import policy_kind
 
     return policy_kind(path)
 
@@ -44,7 +44,7 @@ def policy_and_size(kind: str, path: Any, *, threads: int | None = None) -> tupl
     backend's own default)."""
     if kind not in POLICY_KINDS:
         raise ValueError(f"policy kind must be one of {POLICY_KINDS}, got {kind!r}")
-    from .policy_loader import load_policy
+    from robot.policy_loader import load_policy
 
     loaded = load_policy(path, kind, threads=threads)
     if kind == "lerobot":

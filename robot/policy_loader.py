@@ -16,8 +16,7 @@ from pathlib import Path
 
 from policies.base import Policy
 from policies.lerobot_policy import is_lerobot_checkpoint
-
-from .errors import RobotError
+from robot.errors import RobotError
 
 KINDS = ("onnx", "lerobot", "vla")
 

@@ -39,11 +39,10 @@ import numpy as np
 
 from hardware.camera import Camera
 from policies.dataset import DatasetWriter
-
-from .arm import Arm, ArmConfig
-from .clock import Clock, WallClock
-from .safety import SafeArm, SafetyConfig
-from .teleop import Teleoperator, TeleopSample
+from robot.arm import Arm, ArmConfig
+from robot.clock import Clock, WallClock
+from robot.safety import SafeArm, SafetyConfig
+from robot.teleop import Teleoperator, TeleopSample
 
 log = logging.getLogger(__name__)
 

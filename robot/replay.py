@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .clock import Clock
-from .loop import ControlLoop, LoopStats, Tick
-from .record import episode_actions
-from .safety import SafeArm
+from robot.clock import Clock
+from robot.loop import ControlLoop, LoopStats, Tick
+from robot.record import episode_actions
+from robot.safety import SafeArm
 
 
 @dataclass

@@ -36,13 +36,12 @@ import numpy as np
 from hardware.camera import Frame
 from policies.base import STATE_KEY, TASK_KEY
 from policies.runtime import AsyncRunner
-
-from .arm import ArmConfig
-from .errors import RobotError, SafetyError
-from .loop import CameraTap, ControlLoop, LoopStats, Tick
-from .policy_loader import LoadedPolicy, describe
-from .record import RecordControls, Rig, connected_arms
-from .safety import SafetyConfig
+from robot.arm import ArmConfig
+from robot.errors import RobotError, SafetyError
+from robot.loop import CameraTap, ControlLoop, LoopStats, Tick
+from robot.policy_loader import LoadedPolicy, describe
+from robot.record import RecordControls, Rig, connected_arms
+from robot.safety import SafetyConfig
 
 log = logging.getLogger(__name__)
 

@@ -40,17 +40,9 @@ import numpy as np
 
 from hardware.feetech.errors import FeetechError, StatusBit
 from hardware.feetech.tables import REGISTERS
-
-from .arm import Arm, parse_action
-from .clock import Clock
-from .errors import (
-    EmergencyStopError,
-    OverheatError,
-    SafetyConfigError,
-    SafetyError,
-    ServoFaultError,
-    StallError,
-)
+from robot.arm import Arm, parse_action
+from robot.clock import Clock
+from robot.errors import EmergencyStopError, OverheatError, SafetyConfigError, SafetyError, ServoFaultError, StallError
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hardware.camera import Camera, Frame
-
-from .arm import Arm
-from .clock import Clock
-from .loop import CameraTap, ControlLoop, LoopStats, Tick
-from .safety import Readings, SafeArm, SentAction
+from robot.arm import Arm
+from robot.clock import Clock
+from robot.loop import CameraTap, ControlLoop, LoopStats, Tick
+from robot.safety import Readings, SafeArm, SentAction
 
 STAGES = ("leader_read", "follower_read", "cameras", "write")
 

@@ -149,7 +149,7 @@ for stage in $STAGES; do
     ev pick_red_sync_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms --runner sync
     # the same seeds without SafeArm between the policy and the arm (every run above has it, as `onboard run` does)
     ev pick_red_no_safearm --task pick --color red --instruction "pick up the red cube" --safety off
-    python -m sim.eval_report "$WORK/eval"
+    python -m onboard.eval.report "$WORK/eval"
     ;;
   *)
     echo "unknown stage $stage (data, train, export, eval, install)" >&2

@@ -16,13 +16,13 @@ import argparse
 import dataclasses
 import math
 
+from onboard.eval.episodes import run_episode_with_runner
+from onboard.eval.expert import spec_for_seed
 from robot.policy_factories import make_runner, policy_and_size
 from sim import tasks as T
-from sim.envs import SO101Env
-from sim.expert import cube_face_yaw
-from sim.expert_eval import spec_for_seed
-from sim.policy_eval import run_episode_with_runner
-from sim.world import GRIPPER_SITE
+from sim.envs.env import SO101Env
+from sim.expert.script import cube_face_yaw
+from sim.twin.world import GRIPPER_SITE
 
 BINS = ((0, 10), (10, 20), (20, 30), (30, 45.01))
 RADII = ((0.0, 0.18), (0.18, 0.22), (0.22, 0.26), (0.26, 1.0))  # m from the pan axis

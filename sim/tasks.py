@@ -6,7 +6,8 @@ only text for the policy; the spec carries the truth (task and colour), so nothi
 
 ```python
 import mujoco, numpy as np
-from sim import tasks, world
+from sim import tasks
+from sim.twin import world
 
 model = world.load_model()
 data = mujoco.MjData(model)
@@ -21,13 +22,14 @@ few HELD-OUT rephrasings (``Task.held_out_templates``) that no training data sho
 tests (``sample_task(..., split="held_out")``).
 
 Success is an instantaneous predicate of the world state. ``Task.success_hold_s`` says how long it must hold without
-a break before an episode counts as solved (``pick`` must be *held*, not tossed); ``sim/expert_eval.py`` applies it,
+a break before an episode counts as solved (``pick`` must be *held*, not tossed); ``onboard/eval/expert.py`` applies it,
 and environments built on these tasks should too.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -461,3 +463,32 @@ def sample_task(
     return TaskSpec(
         task=task.name, color=color, instruction=instruction, seed=int(rng.integers(2**31 - 1)), split=split
     )
+
+
+PLACE_WORDS = ("box", "tray", "bin", "basket", "container")
+TOUCH_WORDS = ("touch", "tap", "poke", "reach", "contact")
+
+
+def judge_instruction(instruction: str, task: str | None = None, color: str | None = None) -> tuple[str, str]:
+    """(task, colour) that the simulator judges success by, from keywords of the instruction: a box/tray/bin/basket/
+    container word means place, touch/tap/poke/reach/contact means touch, anything else pick; the colour is the first
+    one named (red by default). A task or colour given explicitly wins; an unknown one is a ValueError.
+
+    >>> judge_instruction("pick up the green cube and put it in the box")
+    ('place', 'green')
+    """
+    words = re.findall(r"[a-z]+", instruction.lower())
+    if task is None:
+        if any(w in PLACE_WORDS or w.rstrip("s") in PLACE_WORDS or w == "boxes" for w in words):
+            task = "place"
+        elif any(w.startswith(TOUCH_WORDS) for w in words):  # touch, touching, tapped, reaches, ...
+            task = "touch"
+        else:
+            task = "pick"
+    if color is None:
+        color = next((w for w in words if w in COLORS), "red")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; the simulator has {sorted(TASKS)}")
+    if color not in COLORS:
+        raise ValueError(f"unknown colour {color!r}; the scene has {list(COLORS)}")
+    return task, color

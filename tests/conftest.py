@@ -3,6 +3,8 @@ import os
 import pytest
 from hypothesis import settings
 
+pytest_plugins = ["tests.simarm"]  # sim_arm / make_arm: an emulated SO-101 with arbitrary horn offsets
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 

@@ -1,6 +1,6 @@
 """Feetech STS/SCS serial-bus servos (STS3215 and friends): packet codec, register map and bus driver."""
 
-from .errors import (
+from hardware.feetech.errors import (
     BusTimeoutError,
     ChecksumError,
     FeetechError,
@@ -10,8 +10,8 @@ from .errors import (
     ServoError,
     StatusBit,
 )
-from .protocol import BROADCAST_ID, Instruction, InstructionPacket, PacketDecoder, StatusPacket
-from .tables import BAUD_CODES, BAUD_RATES, REGISTERS, STS3215_REGISTERS, Register, register
+from hardware.feetech.protocol import BROADCAST_ID, Instruction, InstructionPacket, PacketDecoder, StatusPacket
+from hardware.feetech.tables import BAUD_CODES, BAUD_RATES, REGISTERS, STS3215_REGISTERS, Register, register
 
 __all__ = [
     "BAUD_CODES",

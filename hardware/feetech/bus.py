@@ -18,10 +18,17 @@ from typing import Any
 
 import serial
 
-from . import protocol as proto
-from .errors import BusTimeoutError, ChecksumError, FeetechError, MalformedPacketError, ProtocolError, ServoError
-from .protocol import BROADCAST_ID, PacketDecoder, StatusPacket
-from .tables import BAUD_CODES, BAUD_RATES, MODEL_NUMBERS, REGISTERS, Register, register
+from hardware.feetech import protocol as proto
+from hardware.feetech.errors import (
+    BusTimeoutError,
+    ChecksumError,
+    FeetechError,
+    MalformedPacketError,
+    ProtocolError,
+    ServoError,
+)
+from hardware.feetech.protocol import BROADCAST_ID, PacketDecoder, StatusPacket
+from hardware.feetech.tables import BAUD_CODES, BAUD_RATES, MODEL_NUMBERS, REGISTERS, Register, register
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .errors import ChecksumError, MalformedPacketError, ProtocolError
+from hardware.feetech.errors import ChecksumError, MalformedPacketError, ProtocolError
 
 HEADER = b"\xff\xff"
 BROADCAST_ID = 0xFE

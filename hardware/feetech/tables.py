@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import RegisterError
+from hardware.feetech.errors import RegisterError
 
 
 class Area(Enum):

@@ -1,9 +1,9 @@
 """Our own crash-safe LeRobotDataset v3.0 writer, checker, repairer and reader (pyarrow, numpy and PyAV; no torch)."""
 
-from .reader import DatasetReadError, Episode, EpisodeReader
-from .verify import RepairReport, VerifyReport, info, repair, verify
-from .video import EncoderBehindError
-from .writer import DatasetWriter
+from policies.dataset.reader import DatasetReadError, Episode, EpisodeReader
+from policies.dataset.verify import RepairReport, VerifyReport, info, repair, verify
+from policies.dataset.video import EncoderBehindError
+from policies.dataset.writer import DatasetWriter
 
 __all__ = [
     "DatasetReadError",

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout
+from policies.dataset import layout
 
 TOLERANCE_S = 1e-4
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import QUANTILES, STAT_KEYS
+from policies.dataset.layout import QUANTILES, STAT_KEYS
 
 Stats = dict[str, np.ndarray]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .stats import ImageStatsAccumulator, Stats
+from policies.dataset.stats import ImageStatsAccumulator, Stats
 
 logger = logging.getLogger(__name__)
 

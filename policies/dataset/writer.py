@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout
-from .layout import CAPTURE_TIME, CAPTURE_TIME_FEATURE, DEFAULT_FEATURES, STAT_KEYS
-from .stats import Stats, aggregate, from_json, to_json, vector_stats
-from .video import DEFAULT_VCODEC, EpisodeVideoEncoder, probe_video_info
+from policies.dataset import layout
+from policies.dataset.layout import CAPTURE_TIME, CAPTURE_TIME_FEATURE, DEFAULT_FEATURES, STAT_KEYS
+from policies.dataset.stats import Stats, aggregate, from_json, to_json, vector_stats
+from policies.dataset.video import DEFAULT_VCODEC, EpisodeVideoEncoder, probe_video_info
 
 
 class DatasetWriter:
@@ -114,7 +114,7 @@ class DatasetWriter:
         queue_size: int | None = None,
     ) -> DatasetWriter:
         """Continue recording into an existing dataset; first removes what a killed recording left (``repair``)."""
-        from .verify import repair
+        from policies.dataset.verify import repair
 
         root = Path(root)
         if not (root / layout.INFO_PATH).exists():

@@ -1,5 +1,5 @@
 """The project's own small VLA policy. `config` imports no torch; `model`, `checkpoint` and `export` need it."""
 
-from .config import VLAConfig
+from policies.vla.config import VLAConfig
 
 __all__ = ["VLAConfig"]

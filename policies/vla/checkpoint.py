@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import VLAConfig
+from policies.vla.config import VLAConfig
 
 CHECKPOINT_TYPE = "onboard_vla"
 
@@ -60,7 +60,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     """-> (model in eval mode, config, stats as nested dicts of numpy arrays)."""
     from safetensors.torch import load_file
 
-    from .model import VLA
+    from policies.vla.model import VLA
 
     path = Path(path)
     if not (path / "config.json").is_file():

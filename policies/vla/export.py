@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import VLA
+from policies.vla.model import VLA
 
 
 class _Exported(nn.Module):

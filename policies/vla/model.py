@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VLAConfig
+from policies.vla.config import VLAConfig
 
 Batch = Mapping[str, Any]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..base import ActionChunk
-from .checkpoint import load_checkpoint
+from policies.base import ActionChunk
+from policies.vla.checkpoint import load_checkpoint
 
 
 class VLAPolicy:
@@ -24,7 +24,7 @@ class VLAPolicy:
         self._embedding: np.ndarray | None = None
 
     def reset(self, task: str) -> None:
-        from ..text import default_encoder
+        from policies.text import default_encoder
 
         self._task = task
         self._embedding = np.asarray(default_encoder().embed(task), dtype=np.float32)

@@ -9,10 +9,10 @@
 Transports that put a ``SimBus`` behind a serial port live in ``sim.transport``.
 """
 
-from .bus import Reply, SimBus, get_bus, register_bus, unregister_bus
-from .faults import LOW_VOLTAGE_V, FaultProfile
-from .motor import MotorCommand, Plant, PlantState, SimpleMotor
-from .servo import EmulatedServo
+from sim.feetech.bus import Reply, SimBus, get_bus, register_bus, unregister_bus
+from sim.feetech.faults import LOW_VOLTAGE_V, FaultProfile
+from sim.feetech.motor import MotorCommand, Plant, PlantState, SimpleMotor
+from sim.feetech.servo import EmulatedServo
 
 __all__ = [
     "LOW_VOLTAGE_V",

@@ -39,9 +39,8 @@ from hardware.feetech.protocol import (
     PacketDecoder,
     wire_time,
 )
-
-from .faults import LOW_VOLTAGE_V, FaultProfile
-from .servo import EmulatedServo
+from sim.feetech.faults import LOW_VOLTAGE_V, FaultProfile
+from sim.feetech.servo import EmulatedServo
 
 BAUD_TOLERANCE = 0.03  # a UART decodes a frame whose rate is within ~3 % of its own
 

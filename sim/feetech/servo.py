@@ -43,8 +43,7 @@ from hardware.feetech.tables import (
     factory_memory,
     register,
 )
-
-from .motor import DAMPING, POSITION, STALL_CURRENT, TORQUE_OFF, MotorCommand, Plant, PlantState, SimpleMotor
+from sim.feetech.motor import DAMPING, POSITION, STALL_CURRENT, TORQUE_OFF, MotorCommand, Plant, PlantState, SimpleMotor
 
 _A = {name: reg.address for name, reg in REGISTERS.items()}
 A_ID, A_BAUD, A_RETURN_DELAY = _A["ID"], _A["Baud_Rate"], _A["Return_Delay_Time"]

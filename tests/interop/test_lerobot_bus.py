@@ -41,7 +41,7 @@ def emulated_arm(servos: dict[int, tuple[int, int]] | None = None):
     (``PtyBusServer``, wire time on) by a separate process, as a real bus is a separate device: a garbage
     collection in this process (~140 ms with LeRobot imported) or the SDK's busy-polling would otherwise stall the
     servos past LeRobot's 50 ms reply timeout."""
-    from sim.bus_process import BusProcess, ServoSpec
+    from sim.process.bus import BusProcess, ServoSpec
 
     servos = servos or {IDS[n]: (START[n], 0) for n in NAMES}
     return BusProcess([ServoSpec(i, p, c) for i, (p, c) in servos.items()], wire_time=True)

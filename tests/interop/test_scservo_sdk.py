@@ -5,7 +5,7 @@ The SDK opens the device path with ``serial.Serial`` (it cannot open URL schemes
 ``PtyBusServer``: the same bytes a USB-serial adapter would carry. What passes here is what the vendor's code
 accepts: its header resync, its checksum, its length and error-byte checks, its little-endian words
 (``PacketHandler(0)``), its timeouts, its baud-rate switching. The server runs in a child process
-(``sim.bus_process.BusProcess``), as a real bus is a separate device; ``sim_bus`` is a handle on its servos.
+(``sim.process.bus.BusProcess``), as a real bus is a separate device; ``sim_bus`` is a handle on its servos.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def emulated_bus(baud_codes: dict[int, int] | None = None):
     """The emulated servos on a pty (``PtyBusServer``, wire time on) in a separate process: the SDK busy-polls
     while it waits (holding the GIL), which on a loaded machine starves a server thread of this process past the
     SDK's ~34 ms reply timeout, where a real bus would have answered."""
-    from sim.bus_process import BusProcess, ServoSpec
+    from sim.process.bus import BusProcess, ServoSpec
 
     codes = baud_codes or dict.fromkeys(IDS, 0)
     return BusProcess([ServoSpec(i, START.get(i, 2048), c) for i, c in codes.items()], wire_time=True)

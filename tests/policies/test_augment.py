@@ -11,8 +11,7 @@ from policies.augment import AugmentConfig, augment_batch, paraphrase, random_sh
 from policies.text import default_encoder
 from policies.train import TrainConfig, train
 from policies.vla.model import VLA
-
-from .test_train import SMALL, make_dataset
+from tests.policies.test_train import SMALL, make_dataset
 
 
 def test_random_shift_moves_each_image_by_at_most_pad_pixels():

@@ -7,8 +7,8 @@ import textwrap
 
 import numpy as np
 
+from onboard.cli import main
 from policies.train import TrainConfig, train
-from robot.cli import main
 from tests.policies.test_train import SMALL, make_dataset
 
 

@@ -188,7 +188,7 @@ def test_onboard_eval_drives_the_simulated_arm_with_a_lerobot_checkpoint(lerobot
     """One simulated episode of `onboard eval` (SO101Env with the policy's cameras, the async runner,
     ``run_episode_with_runner``): the untrained ACT's chunks drive the arm for the whole episode without a fault;
     success is not expected."""
-    from robot.cli import main
+    from onboard.cli import main
     from robot.policy_factories import detect_policy_type
 
     ckpt = str(lerobot_files["act"])

@@ -306,7 +306,7 @@ def test_runtime_does_not_import_torch():
 
 @pytest.fixture(scope="module")
 def pick_env():
-    from sim.envs import SO101Env
+    from sim.envs.env import SO101Env
 
     env = SO101Env(task="pick")
     yield env
@@ -314,9 +314,9 @@ def pick_env():
 
 
 def test_expert_chunk_policy_async_200ms_succeeds_and_sync_is_reported(pick_env):
+    from onboard.eval.episodes import ExpertChunkPolicy, run_episode_with_runner
+    from onboard.eval.expert import spec_for_seed
     from robot.policy_factories import make_runner
-    from sim.expert_eval import spec_for_seed
-    from sim.policy_eval import ExpertChunkPolicy, run_episode_with_runner
 
     policy = ExpertChunkPolicy(pick_env, horizon=30)
     results = {}

@@ -19,7 +19,7 @@ from robot.errors import (
     CalibrationMissingError,
     HandshakeError,
 )
-from tests.robot.conftest import NAMES, wait_until
+from tests.simarm import NAMES, wait_until
 
 KEYS = tuple(f"{n}.pos" for n in NAMES)
 

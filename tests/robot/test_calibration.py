@@ -29,7 +29,7 @@ from robot.calibration import (
 )
 from robot.errors import CalibrationError, CalibrationFileError
 from tests.conftest import require
-from tests.robot.conftest import IDS, NAMES, ScriptedPerson
+from tests.simarm import IDS, NAMES, ScriptedPerson
 
 LEROBOT_FILE = {
     "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1016, "range_min": 758, "range_max": 3292},

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onboard.cli.calibrate import run_calibration
 from robot.arm import Arm, ArmConfig
-from robot.calibrate_cli import run_calibration
 from tests.conftest import require
-from tests.robot.conftest import NAMES, ScriptedPerson
+from tests.simarm import NAMES, ScriptedPerson
 
 pytestmark = pytest.mark.interop
 

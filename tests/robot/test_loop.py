@@ -9,7 +9,7 @@ import pytest
 from hardware.camera import Frame, StaleFrameError
 from robot.clock import WallClock
 from robot.loop import CameraTap, ControlLoop, percentiles, run_loop
-from sim.physics import SimClock, World
+from sim.twin.physics import SimClock, World
 
 EXACT = 1e-9
 

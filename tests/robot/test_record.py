@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onboard.cli import main as onboard
 from robot.arm import ArmConfig
-from robot.cli import main as onboard
 from robot.record import RecordControls, connected_arms, episode_actions, parse_keys
 from robot.replay import replay_episode
-from sim.teleop_rig import build_sim_rig
+from sim.rigs.teleop import build_sim_rig
 from tests.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +155,7 @@ def test_killed_recording_keeps_saved_episodes(tmp_path, capfd):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "robot.cli", *args],
+        [sys.executable, "-m", "onboard.cli", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-import robot.run_cli
+import onboard.cli.run
+from onboard.cli import main as onboard_main
 from policies.base import ActionChunk
 from robot.arm import ArmConfig
-from robot.cli import main as onboard
 from robot.policy_loader import describe, policy_kind
 from robot.run import CameraMismatchError, RunConfig, format_summary, parse_run_keys, run_policy
-from sim.run_rig import build_sim_follower_rig
-from sim.world import qpos_to_lerobot
+from sim.rigs.follower import build_sim_follower_rig
+from sim.twin.world import qpos_to_lerobot
 
 PAN_GOAL = 20.0
 
@@ -155,9 +155,9 @@ def test_camera_names_must_match_the_policy(tmp_path):
 
 def test_cli_runs_a_policy_on_the_simulated_arm(tmp_path, monkeypatch, capsys):
     policy = MovePan(cameras=("front", "wrist"))
-    monkeypatch.setattr(robot.run_cli, "load_policy", lambda path, kind=None: describe(policy, "custom", str(path)))
+    monkeypatch.setattr(onboard.cli.run, "load_policy", lambda path, kind=None: describe(policy, "custom", str(path)))
     out = tmp_path / "summary.json"
-    rc = onboard(
+    rc = onboard_main(
         [
             "run",
             "--robot.port=sim",
@@ -185,10 +185,10 @@ def test_cli_runs_a_policy_on_the_simulated_arm(tmp_path, monkeypatch, capsys):
 
 def test_cli_camera_mismatch_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
-        robot.run_cli, "load_policy", lambda path, kind=None: describe(MovePan(cameras=("top",)), "custom", str(path))
+        onboard.cli.run, "load_policy", lambda path, kind=None: describe(MovePan(cameras=("top",)), "custom", str(path))
     )
     args = ["run", "--robot.port=sim", "--robot.id=f", f"--robot.calibration_dir={tmp_path / 'cal'}"]
-    assert onboard([*args, "--policy.path=p", "--task", "pick up the red cube"]) == 2
+    assert onboard_main([*args, "--policy.path=p", "--task", "pick up the red cube"]) == 2
     assert "the policy takes cameras top; the robot has front, wrist" in capsys.readouterr().err
 
 

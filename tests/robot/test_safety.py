@@ -22,7 +22,7 @@ from robot.errors import (
 )
 from robot.loop import ControlLoop
 from robot.safety import BLOCK_LENGTH, SafeArm, SafetyConfig
-from sim.so101 import SimulatedSO101
+from sim.twin.so101 import SimulatedSO101
 
 NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 KEYS = tuple(f"{n}.pos" for n in NAMES)

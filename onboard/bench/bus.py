@@ -1,0 +1,380 @@
+"""`onboard bench bus`: how long a 6-servo SYNC_READ / SYNC_WRITE takes through each driver stack and transport.
+
+What one control-loop tick costs on the servo bus: SYNC_READ of Present_Position (2 bytes) from servos 1-6 and
+SYNC_WRITE of Goal_Position (2 bytes) to them, against the emulated STS3215 bus.
+
+Rows (same run, same emulator):
+
+- onboard's ``FeetechBus`` (a) in-process ``simbus://`` with instant replies, (b) in-process with the wire-time model,
+  (c) over a pseudo-terminal with the wire-time model, (d) over the pty without it;
+- (e) LeRobot 0.4.4's ``FeetechMotorsBus.sync_read/sync_write(..., normalize=False)`` and (f) Feetech's SDK
+  ``GroupSyncRead``/``GroupSyncWrite``, unmodified, on the same ptys (with and without wire time), when installed.
+
+The pty server runs in a separate process (``sim.process.bus``), as a real bus is a separate device: a pause of the
+measuring process does not pause the "servos", and the CPU time per op is the driver stack's alone. In the in-process
+rows the emulator runs inside ``write()``, so their CPU time includes it.
+
+The wire-time limit is what the bytes alone take at 1 Mbaud, 10 bits per byte: SYNC_READ = request (14 bytes) +
+6 replies (8 bytes each) = 620 us; SYNC_WRITE = its request (26 bytes) = 260 us. SYNC_WRITE has no reply: its time
+is how long the caller is held, and a ratio below 1 means the call returns before a real adapter would have sent the
+bytes. Feetech's SDK busy-polls while it waits, so its CPU time per op is close to its round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import importlib.metadata
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import serial
+
+from hardware.feetech import protocol as proto
+from hardware.feetech.bus import FeetechBus
+from onboard.bench.sysinfo import machine_info, machine_lines
+from sim.process.bus import BusProcess
+
+IDS = [1, 2, 3, 4, 5, 6]
+NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+BAUD = 1_000_000
+PRESENT_POSITION, GOAL_POSITION, SIZE = 56, 42, 2
+GOAL = 2048  # written to every servo (torque is off: nothing moves, the bus traffic is the same)
+
+READ_REQUEST = len(proto.sync_read(IDS, PRESENT_POSITION, SIZE))  # 14 bytes
+READ_REPLIES = len(IDS) * (6 + SIZE)  # 6 status packets of 8 bytes
+WRITE_REQUEST = len(proto.sync_write(GOAL_POSITION, SIZE, {i: GOAL.to_bytes(2, "little") for i in IDS}))  # 26
+WIRE_LIMIT_US = {
+    "sync_read": proto.wire_time(READ_REQUEST + READ_REPLIES, BAUD) * 1e6,
+    "sync_write": proto.wire_time(WRITE_REQUEST, BAUD) * 1e6,
+}
+
+# The emulator at normal priority: boosted (real-time), it preempts the measuring process on a 2-core machine the
+# moment a packet arrives, and a SYNC_WRITE then looks ~5x slower than it is (~100 us instead of ~20 us) because
+# the caller is held while the "servos" compute, which a real bus never costs the host. The tests boost it, for
+# reliability under load, and assert no timing.
+EMULATOR_BOOST = False
+
+ONBOARD = "onboard FeetechBus"
+LEROBOT = "LeRobot FeetechMotorsBus"
+SDK = "Feetech SDK GroupSync*"
+
+
+@dataclass
+class Row:
+    driver: str
+    transport: str
+    timing: str  # "instant" | "wire"
+    op: str  # "sync_read" | "sync_write"
+    n: int
+    median_us: float
+    p99_us: float
+    cpu_us_per_op: float
+    errors: int
+    wire_limit_us: float | None = None
+    ratio_to_wire: float | None = None
+    vs_onboard: float | None = None  # median / onboard's median on the same transport, timing and op
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.transport, self.timing, self.op)
+
+
+@dataclass
+class Results:
+    n: int
+    warmup: int
+    command: str
+    argv: list[str]
+    machine: dict[str, object]
+    wire_limit_us: dict[str, float]
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------- measuring
+def measure(op: Callable[[], bool], n: int, warmup: int, pace_s: float = 0.0) -> tuple[list[int], float, int]:
+    """Run ``op`` ``warmup`` times, then ``n`` timed times, starting one at most every ``pace_s`` seconds (the wait
+    is a sleep, neither timed nor spinning). ``op`` returns False on a failed transaction.
+    Returns (latencies in ns, CPU ns per op of this process, failures)."""
+    perf = time.perf_counter_ns
+    pace_ns = int(pace_s * 1e9)
+    next_start = 0
+
+    def wait_turn() -> None:
+        if pace_ns:
+            left = next_start - perf()
+            if left > 0:
+                time.sleep(left / 1e9)
+
+    for _ in range(warmup):
+        wait_turn()
+        next_start = perf() + pace_ns
+        op()
+    gc.collect()
+    lat = [0] * n
+    errors = 0
+    cpu0 = time.process_time_ns()
+    for i in range(n):
+        wait_turn()
+        t0 = perf()
+        next_start = t0 + pace_ns
+        ok = op()
+        lat[i] = perf() - t0
+        if not ok:
+            errors += 1
+    cpu = (time.process_time_ns() - cpu0) / n
+    return lat, cpu, errors
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    k = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
+    return float(sorted_values[k])
+
+
+def make_row(driver: str, transport: str, timing: str, op: str, lat: list[int], cpu_ns: float, errors: int) -> Row:
+    lat = sorted(lat)
+    median = percentile(lat, 0.5) / 1e3
+    row = Row(driver, transport, timing, op, len(lat), median, percentile(lat, 0.99) / 1e3, cpu_ns / 1e3, errors)
+    if timing == "wire":
+        row.wire_limit_us = WIRE_LIMIT_US[op]
+        row.ratio_to_wire = median / row.wire_limit_us
+    return row
+
+
+def bench_pair(
+    results: Results, driver: str, transport: str, timing: str, read: Callable[[], bool], write: Callable[[], bool]
+) -> None:
+    """Both ops of one driver on one transport. Reads wait for their replies, so they pace themselves; writes get no
+    reply, so they are sent at most one per wire time of their bytes, as a real bus would drain them (faster, the
+    emulator falls behind and the next row's requests would queue behind the backlog)."""
+    for op, fn, pace in (("sync_read", read, 0.0), ("sync_write", write, WIRE_LIMIT_US["sync_write"] / 1e6)):
+        lat, cpu, errors = measure(fn, results.n, results.warmup, pace)
+        results.rows.append(make_row(driver, transport, timing, op, lat, cpu, errors))
+    time.sleep(0.02)  # let the emulator finish with the last packets before anyone else uses the bus
+
+
+# --------------------------------------------------------------------------------------------------- drivers
+def bench_onboard(results: Results, port: str | serial.SerialBase, transport: str, timing: str) -> None:
+    goals = dict.fromkeys(IDS, GOAL)
+    with FeetechBus(port, BAUD, retries=0) as bus:
+
+        def read() -> bool:
+            try:
+                bus.sync_read("Present_Position", IDS)
+                return True
+            except Exception:
+                return False
+
+        def write() -> bool:
+            bus.sync_write("Goal_Position", goals)
+            return True
+
+        bench_pair(results, ONBOARD, transport, timing, read, write)
+
+
+def bench_lerobot(results: Results, path: str, transport: str, timing: str) -> None:
+    from lerobot.motors import Motor, MotorNormMode
+    from lerobot.motors.feetech import FeetechMotorsBus
+
+    motors = {name: Motor(i, "sts3215", MotorNormMode.DEGREES) for name, i in zip(NAMES, IDS, strict=True)}
+    bus = FeetechMotorsBus(port=path, motors=motors)
+    bus.connect()  # its handshake: ping every id, model numbers, firmware versions
+    goals = dict.fromkeys(NAMES, GOAL)
+    try:
+
+        def read() -> bool:
+            try:
+                bus.sync_read("Present_Position", normalize=False)
+                return True
+            except ConnectionError:
+                return False
+
+        def write() -> bool:
+            bus.sync_write("Goal_Position", goals, normalize=False)
+            return True
+
+        bench_pair(results, LEROBOT, transport, timing, read, write)
+    finally:
+        bus.disconnect(disable_torque=False)
+
+
+def bench_sdk(results: Results, path: str, transport: str, timing: str) -> None:
+    import scservo_sdk as scs
+
+    port = scs.PortHandler(path)
+    if not port.openPort() or not port.setBaudRate(BAUD):
+        raise RuntimeError(f"Feetech SDK could not open {path}")
+    ph = scs.PacketHandler(0)
+    reader = scs.GroupSyncRead(port, ph, PRESENT_POSITION, SIZE)
+    writer = scs.GroupSyncWrite(port, ph, GOAL_POSITION, SIZE)
+    for i in IDS:
+        reader.addParam(i)
+        writer.addParam(i, [scs.SCS_LOBYTE(GOAL), scs.SCS_HIBYTE(GOAL)])
+    try:
+
+        def read() -> bool:
+            if reader.txRxPacket() != scs.COMM_SUCCESS:
+                return False
+            return all(reader.isAvailable(i, PRESENT_POSITION, SIZE) for i in IDS)
+
+        def write() -> bool:
+            return writer.txPacket() == scs.COMM_SUCCESS
+
+        bench_pair(results, SDK, transport, timing, read, write)
+    finally:
+        port.closePort()
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def _fmt(x: float | None, spec: str = ".0f", suffix: str = "") -> str:
+    return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def format_table(results: Results) -> str:
+    header = ("driver", "transport", "timing", "op", "median us", "p99 us", "x wire", "x onboard", "CPU us/op", "err")
+    lines = [
+        (
+            r.driver,
+            r.transport,
+            r.timing,
+            r.op,
+            _fmt(r.median_us, ".1f"),
+            _fmt(r.p99_us, ".1f"),
+            _fmt(r.ratio_to_wire, ".2f"),
+            _fmt(r.vs_onboard, ".2f"),
+            _fmt(r.cpu_us_per_op, ".1f"),
+            str(r.errors),
+        )
+        for r in results.rows
+    ]
+    widths = [max(len(h), *(len(line[k]) for line in lines)) if lines else len(h) for k, h in enumerate(header)]
+    left = 4  # text columns are left-aligned, numbers right-aligned
+
+    def fmt_line(cells) -> str:
+        return "  ".join(c.ljust(w) if k < left else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [fmt_line(header), fmt_line(["-" * w for w in widths])]
+    out += [fmt_line(line) for line in lines]
+    return "\n".join(out)
+
+
+def _header(results: Results) -> str:
+    return "\n".join(
+        [
+            f"command: {results.command}",
+            f"argv:    {' '.join(results.argv)}",
+            *machine_lines(results.machine),
+            f"bus:     6 emulated STS3215 (ids 1-6) at {BAUD} baud; n = {results.n} round trips per row after "
+            f"{results.warmup} warm-up",
+            f"wire-time limit at 1 Mbaud (10 bits/byte): SYNC_READ {READ_REQUEST} + {len(IDS)}x{6 + SIZE} bytes = "
+            f"{WIRE_LIMIT_US['sync_read']:.0f} us; SYNC_WRITE {WRITE_REQUEST} bytes = "
+            f"{WIRE_LIMIT_US['sync_write']:.0f} us",
+        ]
+    )
+
+
+NOTES = """\
+notes: x wire = median / wire-time limit of the bytes (wire-time rows only). x onboard = median / onboard's median
+on the same transport, timing and op. SYNC_WRITE has no reply: its time is how long the caller is held (below the
+wire limit = it returns before a real adapter would have sent the bytes); writes go out at most one per 260 us.
+pty rows: the emulator runs in a separate process (like a real bus), so CPU us/op is the driver stack's alone;
+in-process rows include the emulator's CPU. Feetech's SDK busy-polls while waiting for a reply.
+err = failed transactions (timeouts, bad replies)."""
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def main(n: int = 2000, json_path: str | None = None) -> int:
+    """Run every row, print the table to stdout, and write the numbers as JSON to ``json_path`` if given."""
+    import sim  # noqa: F401  (registers simbus://)
+
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    command = f"onboard bench bus --n {n}" + (f" --json {json_path}" if json_path else "")
+    results = Results(
+        n=n,
+        warmup=max(5, min(200, n // 10)),
+        command=command,
+        argv=list(sys.argv),
+        machine=machine_info(),
+        wire_limit_us=dict(WIRE_LIMIT_US),
+    )
+    print(_header(results), flush=True)
+    print("measuring ...", flush=True)
+
+    for timing in ("instant", "wire"):
+        port = serial.serial_for_url(f"simbus://?ids=1-6&timing={timing}", baudrate=BAUD)
+        try:
+            bench_onboard(results, port, "simbus:// in-process", timing)
+        finally:
+            port.close()
+
+    third_party = []
+    for driver, module, fn in ((LEROBOT, "lerobot.motors.feetech", bench_lerobot), (SDK, "scservo_sdk", bench_sdk)):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            extra = "pip install 'onboard[interop]'"
+            results.skipped.append({"driver": driver, "reason": f"{module} not installed ({exc}); {extra}"})
+            continue
+        third_party.append((driver, fn))
+
+    # The pty servers run in child processes, as a real bus is a separate device (sim/process/bus.py).
+    servers = {
+        "wire": BusProcess(IDS, wire_time=True, boost=EMULATOR_BOOST),
+        "instant": BusProcess(IDS, wire_time=False, boost=EMULATOR_BOOST),
+    }
+    try:
+        for server in servers.values():
+            server.start()
+    except (OSError, RuntimeError) as exc:
+        for server in servers.values():
+            server.stop()
+        for driver in (ONBOARD, *(d for d, _ in third_party)):
+            results.skipped.append({"driver": driver, "reason": f"pty rows skipped: {exc}"})
+    else:
+        try:
+            for timing in ("wire", "instant"):
+                transport = "pty (separate process)"
+                path = servers[timing].path
+                bench_onboard(results, path, transport, timing)
+                for driver, fn in third_party:
+                    try:
+                        fn(results, path, transport, timing)
+                    except Exception as exc:  # a third-party stack failing is a finding, not a crash
+                        results.skipped.append({"driver": driver, "reason": f"{timing}: {type(exc).__name__}: {exc}"})
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    ours = {r.key: r.median_us for r in results.rows if r.driver == ONBOARD}
+    order = {ONBOARD: 0, LEROBOT: 1, SDK: 2}
+    for r in results.rows:
+        if r.driver != ONBOARD and r.key in ours and ours[r.key] > 0:
+            r.vs_onboard = r.median_us / ours[r.key]
+    results.rows.sort(key=lambda r: (r.op, r.transport != "simbus:// in-process", r.timing, order[r.driver]))
+
+    print()
+    print(format_table(results))
+    for s in results.skipped:
+        print(f"skipped: {s['driver']}: {s['reason']}")
+    print(NOTES)
+    if json_path:
+        payload = asdict(results)
+        Path(json_path).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    raise SystemExit(main(n=args.n, json_path=args.json))

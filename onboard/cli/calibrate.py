@@ -1,0 +1,333 @@
+"""`onboard calibrate` and `onboard calibration import|show`: LeRobot's calibration flow with its prompts.
+
+    onboard calibrate --robot.type=so101_follower --robot.port=/dev/ttyACM0 --robot.id=my_arm
+    onboard calibrate --teleop.type=so101_leader --teleop.port=/dev/ttyACM1 --teleop.id=my_leader
+    onboard calibration import ~/old/my_arm.json --robot.type=so101_follower --robot.id=my_arm
+    onboard calibration show --robot.type=so101_follower --robot.id=my_arm [--robot.port=...]
+
+The person at the keyboard is a ``Console`` (ask a question, see whether ENTER was pressed, show text), so that a
+test or a simulated person can answer instead: ``run_calibration(config, console)``, or set ``args.console`` (and
+``args.sample_period_s``, the pause between range samples) on the parsed command before calling ``args.func(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from robot.arm import ARM_SPECS, Arm, ArmConfig, arm_spec, calibration_file
+from robot.calibration import (
+    Calibration,
+    Calibrator,
+    MotorCalibration,
+    RangeSample,
+    calibration_differences,
+    calibration_to_json,
+    import_calibration,
+    load_calibration,
+    save_calibration,
+)
+from robot.errors import ArmConfigError, CalibrationFileError, RobotError
+from robot.units import MAX_RES
+
+DEFAULT_SAMPLE_PERIOD_S = 0.02  # between range samples (LeRobot 0.6.1 sleeps 20 ms per read)
+
+
+# ----------------------------------------------------------------------------------------------------------- person
+class Console(Protocol):
+    """The person calibrating the arm, as the flow sees them."""
+
+    def ask(self, prompt: str) -> str:
+        """Show ``prompt`` and wait for a line (ENTER): the answer without its newline."""
+
+    def enter_pressed(self) -> bool:
+        """Without waiting: has the person pressed ENTER since the last call?"""
+
+    def show(self, text: str, *, live: bool = False) -> None:
+        """Show ``text``. ``live``: a refreshing block (the range table) that the next ``show`` replaces."""
+
+
+class TerminalConsole:
+    """A terminal: ``input()``, ENTER polled without blocking (like LeRobot's ``enter_pressed``), live blocks
+    redrawn in place with ANSI cursor movement when stdout is a terminal (otherwise only the last one is written,
+    before the next output)."""
+
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None):
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self._live_lines = 0
+        self._pending_live: str | None = None
+
+    def ask(self, prompt: str) -> str:
+        self._flush_live()
+        self._live_lines = 0
+        self.stdout.write(prompt)
+        self.stdout.flush()
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError("no more input (stdin closed) while waiting for an answer")
+        return line.rstrip("\r\n")
+
+    def enter_pressed(self) -> bool:
+        if sys.platform == "win32":
+            import msvcrt
+
+            pressed = bool(msvcrt.kbhit()) and msvcrt.getch() in (b"\r", b"\n")
+        else:
+            import select
+
+            pressed = bool(select.select([self.stdin], [], [], 0)[0]) and self.stdin.readline().strip() == ""
+        if pressed:
+            self._live_lines = 0  # the echoed newline moved the cursor: do not overwrite the last table
+        return pressed
+
+    def show(self, text: str, *, live: bool = False) -> None:
+        tty = self.stdout.isatty()
+        if live and not tty:
+            self._pending_live = text  # a log, not a screen: only the last table, once it is final
+            return
+        self._flush_live()
+        if self._live_lines and tty:
+            self.stdout.write(f"\033[{self._live_lines}A")
+        lines = text.split("\n")
+        self.stdout.write("".join(f"{line}\033[K\n" if tty else f"{line}\n" for line in lines))
+        self.stdout.flush()
+        self._live_lines = len(lines) if live else 0
+
+    def _flush_live(self) -> None:
+        pending, self._pending_live = self._pending_live, None
+        if pending is not None:
+            self.stdout.write(pending + "\n")
+
+
+def range_table(table: Mapping[str, RangeSample]) -> str:
+    """LeRobot's live min/pos/max table."""
+    lines = ["-------------------------------------------", f"{'NAME':<15} | {'MIN':>6} | {'POS':>6} | {'MAX':>6}"]
+    lines += [f"{name:<15} | {s.min:>6} | {s.pos:>6} | {s.max:>6}" for name, s in table.items()]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------- flow
+@contextlib.contextmanager
+def _opened(arm: Arm) -> Iterator[Arm]:
+    """The arm's bus open (handshake done, no calibration check), disconnected afterwards; a disconnect error does
+    not hide an exception already on its way out."""
+    arm.open()
+    try:
+        yield arm
+    except BaseException as exc:
+        arm.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    arm.disconnect()
+
+
+def run_calibration(
+    config: ArmConfig,
+    console: Console,
+    *,
+    bus=None,
+    sample_period_s: float = DEFAULT_SAMPLE_PERIOD_S,
+    sleep: Callable[[float], None] | None = None,
+) -> Calibration:
+    """LeRobot's ``lerobot-calibrate`` for one arm: if a calibration file exists, ENTER writes it to the servos and
+    'c' recalibrates; calibrating = middle pose + ENTER, sweep every joint (live table) + ENTER; the result goes to
+    the servos' EEPROM and to the file. The arm is left with torque off. Returns the calibration."""
+    import time
+
+    sleep = sleep or time.sleep
+    with _opened(Arm(config, bus)) as arm:
+        path = config.calibration_path
+        if path.is_file():
+            try:
+                existing = arm.load_calibration_file()
+            except CalibrationFileError as exc:
+                console.show(f"The calibration file cannot be used, calibrating again:\n{exc}")
+            else:
+                answer = console.ask(
+                    f"Press ENTER to use provided calibration file associated with the id {config.id}, or type 'c' "
+                    "and press ENTER to run calibration: "
+                )
+                if answer.strip().lower() != "c":
+                    arm.apply_calibration(existing)
+                    console.show(f"Wrote the calibration in {path} to the servos of {config.id} ({config.type})")
+                    return existing
+        console.show(f"\nRunning calibration of {config.id} ({config.type})")
+        calibrator = Calibrator(arm.bus, arm.ids, full_turn_motors=arm.spec.full_turn_motors)
+        calibrator.start()
+        console.ask(f"Move {config.id} ({config.type}) to the middle of its range of motion and press ENTER....")
+        calibrator.set_homing()
+        full_turn = ", ".join(f"'{m}'" for m in calibrator.full_turn_motors)
+        console.show(
+            f"Move all joints except {full_turn} sequentially through their entire ranges of motion.\n"
+            "Recording positions. Press ENTER to stop..."
+        )
+        while True:
+            table = calibrator.sample_range()
+            console.show(range_table(table), live=True)
+            if console.enter_pressed():
+                break
+            sleep(sample_period_s)
+        calibration = calibrator.finish()
+        save_calibration(path, calibration)
+        console.show(f"Calibration saved to {path}")
+        return calibration
+
+
+def describe_calibration(calibration: Mapping[str, MotorCalibration]) -> str:
+    """A table of a calibration, with each range's span in degrees."""
+    lines = [f"{'NAME':<15} | {'ID':>3} | {'DRIVE':>5} | {'HOMING':>6} | {'MIN':>5} | {'MAX':>5} | {'SPAN':>8}"]
+    for name, c in calibration.items():
+        span = (c.range_max - c.range_min) * 360 / MAX_RES
+        lines.append(
+            f"{name:<15} | {c.id:>3} | {c.drive_mode:>5} | {c.homing_offset:>6} | {c.range_min:>5} | "
+            f"{c.range_max:>5} | {span:>7.1f}°"
+        )
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------------------- CLI
+def add_parser(
+    sub: argparse._SubParsersAction, port_help: str, resolve_port: Callable[[str], str] = lambda p: p
+) -> None:
+    """Register `calibrate` and `calibration import|show`. ``resolve_port`` maps port aliases (the composition root
+    turns 'sim' into a simulated bus)."""
+    types = ", ".join(ARM_SPECS)
+
+    def device_flags(p: argparse.ArgumentParser, *, port: bool) -> None:
+        for prefix, role in (("robot", "follower"), ("teleop", "leader")):
+            known = ", ".join(t for t, s in ARM_SPECS.items() if s.role == role)
+            p.add_argument(f"--{prefix}.type", dest=f"{prefix}_type", metavar="TYPE", help=f"{role} arm: {known}")
+            if port:
+                p.add_argument(f"--{prefix}.port", dest=f"{prefix}_port", metavar="PORT", help=port_help)
+            p.add_argument(f"--{prefix}.id", dest=f"{prefix}_id", metavar="ID", help="the arm's name (its file)")
+            p.add_argument(
+                f"--{prefix}.calibration_dir",
+                dest=f"{prefix}_calibration_dir",
+                metavar="DIR",
+                help="where its calibration file lives (default: LeRobot's, "
+                f"~/.cache/huggingface/lerobot/calibration/{'robots' if prefix == 'robot' else 'teleoperators'}/...)",
+            )
+        p.set_defaults(resolve_port=resolve_port, console=None, sample_period_s=DEFAULT_SAMPLE_PERIOD_S)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate an arm (LeRobot's procedure and file format)",
+        description=f"Calibrate one arm, as lerobot-calibrate does. Arm types: {types}.",
+    )
+    device_flags(p, port=True)
+    p.set_defaults(func=cmd_calibrate)
+
+    cal = sub.add_parser("calibration", help="calibration files: import a LeRobot file, show one")
+    csub = cal.add_subparsers(dest="calibration_cmd", required=True)
+    p = csub.add_parser("import", help="check a LeRobot calibration file and put it where this arm's file goes")
+    p.add_argument("path", type=Path, help="a LeRobot calibration JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing, different calibration file")
+    device_flags(p, port=False)
+    p.set_defaults(func=cmd_import)
+    p = csub.add_parser("show", help="show an arm's calibration file (and, with a port, compare it with the servos)")
+    device_flags(p, port=True)
+    p.set_defaults(func=cmd_show)
+
+
+def _device(args: argparse.Namespace, *, need_port: bool) -> tuple[str, dict]:
+    """(role prefix, fields) of the one arm named by --robot.* or --teleop.*."""
+    chosen = [prefix for prefix in ("robot", "teleop") if getattr(args, f"{prefix}_type", None)]
+    if len(chosen) != 1:
+        raise ArmConfigError(
+            "name one arm: --robot.type=so101_follower (a follower) or --teleop.type=so101_leader (a leader), "
+            "with its --*.port and --*.id" + (" (not both)" if chosen else "")
+        )
+    prefix = chosen[0]
+    type_ = getattr(args, f"{prefix}_type")
+    spec = arm_spec(type_)
+    if (spec.role == "follower") != (prefix == "robot"):
+        right = "--robot.type" if spec.role == "follower" else "--teleop.type"
+        raise ArmConfigError(f"{type_} is a {spec.role} arm: name it with {right}={type_}")
+    fields = {
+        "type": type_,
+        "id": getattr(args, f"{prefix}_id"),
+        "calibration_dir": getattr(args, f"{prefix}_calibration_dir"),
+    }
+    port = getattr(args, f"{prefix}_port", None)
+    if need_port and not port:
+        raise ArmConfigError(f"{type_} needs --{prefix}.port (e.g. /dev/ttyACM0, or sim for the simulated arm)")
+    if port:
+        fields["port"] = args.resolve_port(port)
+    if fields["id"] is None:
+        raise ArmConfigError(f"name the arm with --{prefix}.id=... (its calibration file is <id>.json)")
+    return prefix, fields
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    try:
+        _, fields = _device(args, need_port=True)
+        config = ArmConfig(**fields)
+        console = args.console if getattr(args, "console", None) is not None else TerminalConsole()
+        run_calibration(
+            config,
+            console,
+            sample_period_s=getattr(args, "sample_period_s", DEFAULT_SAMPLE_PERIOD_S),
+            sleep=getattr(args, "sleep", None),
+        )
+    except RobotError as exc:
+        return _fail(exc)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        _, fields = _device(args, need_port=False)
+        spec = arm_spec(fields["type"])
+        dest = calibration_file(fields["type"], fields["id"], fields["calibration_dir"])
+        if dest.exists() and not args.force and dest.resolve() != args.path.expanduser().resolve():
+            try:
+                same = calibration_to_json(load_calibration(dest)) == calibration_to_json(
+                    load_calibration(args.path.expanduser())
+                )
+            except CalibrationFileError:
+                same = False
+            if not same:
+                raise CalibrationFileError(
+                    f"{dest} already exists with another calibration; add --force to replace it", dest
+                )
+        calibration = import_calibration(args.path.expanduser(), dest, spec.ids)
+    except RobotError as exc:
+        return _fail(exc)
+    print(f"Imported {args.path} as the calibration of {fields['type']} {fields['id']!r}: {dest}")
+    print(describe_calibration(calibration))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    try:
+        _, fields = _device(args, need_port=False)
+        path = calibration_file(fields["type"], fields["id"], fields["calibration_dir"])
+        if not path.is_file():
+            p = "--robot" if arm_spec(fields["type"]).role == "follower" else "--teleop"
+            raise CalibrationFileError(
+                f"no calibration file at {path}: `onboard calibrate {p}.type={fields['type']} {p}.port=... "
+                f"{p}.id={fields['id']}` makes one",
+                path,
+            )
+        calibration = load_calibration(path)
+        print(path)
+        print(describe_calibration(calibration))
+        if "port" in fields:
+            with _opened(Arm(ArmConfig(**fields, disable_torque_on_disconnect=False))) as arm:
+                differences = calibration_differences(calibration, arm.read_servo_calibration())
+            if differences:
+                print("The servos differ from the file:\n  - " + "\n  - ".join(differences))
+                return 1
+            print("The servos hold this calibration.")
+    except RobotError as exc:
+        return _fail(exc)
+    return 0

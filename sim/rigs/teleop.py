@@ -1,0 +1,189 @@
+"""The simulated teleop rig for `onboard record|teleoperate|replay --robot.port=sim`: the follower twin with its
+rendered cameras, an expert-driven simulated leader on its own bus, the sim clock, and episode hooks that lay out a
+fresh scene (task, colour, layout seed) at each reset and start the expert on it.
+
+    rig = build_sim_rig(robot_calibration=path_f, teleop_calibration=path_l, seed=0)
+    record(rig, config, robot=ArmConfig("so101_follower", rig.robot_port, ...), teleop=ArmConfig(..., rig.teleop_port))
+    rig.close()
+
+Both simulated arms come out of the box like the arm calibrated by `onboard calibrate --robot.port=sim` (horn
+offsets of seed 0); a calibration file given here is written into their servos' EEPROM first, as the servos of a
+calibrated real arm keep it across power cycles. Episode ``i`` of a dataset gets the scene and task drawn from
+``(seed, i)``, so a replay of episode ``i`` (``begin_reset(i)``) lays out the scene it was recorded in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from robot.arm import ArmConfig
+from robot.calibration import load_calibration
+from robot.record import Rig
+from sim import tasks as T
+from sim.twin.cameras import RenderedCamera
+from sim.twin.disturbance import DISTURBANCE_FADE, DISTURBANCE_FLOOR, JointDisturbance
+from sim.twin.leader import ExpertLeader
+from sim.twin.so101 import SimulatedSO101
+
+CAMERAS = ("front", "wrist")
+ARM_SEED = 0  # the horn offsets `onboard calibrate --robot.port=sim` calibrates
+
+
+class SimEpisodes:
+    """``EpisodeHooks`` of the simulation: lays out the scene for an episode and runs the expert at the leader."""
+
+    def __init__(
+        self,
+        follower: SimulatedSO101,
+        leader: ExpertLeader,
+        *,
+        seed: int = 0,
+        tasks: tuple[str, ...] | None = None,
+        colors: tuple[str, ...] = T.COLORS,
+        disturbance_deg: float = 0.0,
+        disturbance_floor: float = DISTURBANCE_FLOOR,
+    ):
+        if not (math.isfinite(disturbance_deg) and disturbance_deg >= 0):
+            raise ValueError(f"disturbance_deg must be >= 0 (degrees), got {disturbance_deg}")
+        if not (math.isfinite(disturbance_floor) and disturbance_floor >= 0):
+            raise ValueError(f"disturbance_floor must be a height >= 0 (metres), got {disturbance_floor}")
+        self.follower, self.leader = follower, leader
+        self.seed, self.tasks, self.colors = int(seed), tasks, colors
+        self.disturbance_deg = float(disturbance_deg)
+        # the pushes fade from full strength DISTURBANCE_FADE above the floor to none at it (JointDisturbance.fade_z)
+        self.disturbance_fade = (float(disturbance_floor), float(disturbance_floor) + DISTURBANCE_FADE)
+        self._disturbance: JointDisturbance | None = None
+        self.spec: T.TaskSpec | None = None
+        self._prepared: int | None = None
+        self.specs: dict[int, T.TaskSpec] = {}
+
+    def spec_for(self, index: int) -> T.TaskSpec:
+        rng = np.random.default_rng([self.seed, int(index)])
+        return T.sample_task(rng, tasks=self.tasks, colors=self.colors)
+
+    def layout(self, index: int) -> T.TaskSpec:
+        """The person resets the scene for episode ``index``: arm at home, cubes where the episode's seed says
+        (no simulated time passes), the leader back at home."""
+        spec = self.spec_for(index)
+        world = self.follower.world
+        with world.lock:
+            t = world.data.time
+            spec.reset(world.model, world.data)  # resets data.time
+            world.data.time = t
+            mujoco.mj_forward(world.model, world.data)
+        self.leader.stop()
+        self.leader.home()
+        self.spec, self._prepared = spec, index
+        self.specs[index] = spec
+        return spec
+
+    def begin_episode(self, index: int) -> str | None:
+        spec = self.spec if self._prepared == index and self.spec is not None else self.layout(index)
+        self._prepared = None  # a re-recorded episode gets its scene laid out again
+        self._stop_disturbance()
+        if self.disturbance_deg > 0:  # pushes on the follower while the episode runs (sim.twin.disturbance)
+            self._disturbance = JointDisturbance(
+                self.follower, std_deg=self.disturbance_deg, seed=[self.seed, index], fade_z=self.disturbance_fade
+            )
+        self.leader.start(spec)
+        return spec.instruction
+
+    def end_episode(self) -> None:
+        self.leader.stop()
+        self._stop_disturbance()
+
+    def _stop_disturbance(self) -> None:
+        if self._disturbance is not None:
+            self._disturbance.close()
+            self._disturbance = None
+
+    def begin_reset(self, next_index: int) -> None:
+        self.layout(next_index)
+
+
+def build_sim_rig(
+    *,
+    robot_calibration: str | Path | None = None,
+    teleop_calibration: str | Path | None = None,
+    seed: int = 0,
+    image_size: tuple[int, int] = (96, 96),
+    fps: float = 30.0,
+    cameras: tuple[str, ...] = CAMERAS,
+    tasks: tuple[str, ...] | None = None,
+    encoder_queue_size: int | None = 100_000,
+    disturbance_deg: float = 0.0,
+    disturbance_floor: float = DISTURBANCE_FLOOR,
+) -> Rig:
+    """The simulated rig (module doc). Calibration files that exist are installed into the simulated servos.
+    ``encoder_queue_size``: the sim runs faster than real time, so the video encoders may fall behind by a whole
+    episode (the default lets them). ``disturbance_deg``: during episodes the follower's arm joints are pushed off
+    the leader's goals by this much (standard deviation, degrees; ``sim.twin.disturbance``), for demonstrations with
+    recovery; 0 = none. ``disturbance_floor``: the tool point's height (m) at which the pushes have faded out
+    (full strength 3 cm higher; ``sim.disturbance_floor``)."""
+    follower = SimulatedSO101(seed=ARM_SEED)
+    leader = ExpertLeader(follower, seed=ARM_SEED, rate_hz=fps)
+    for sim_arm, path in ((follower, robot_calibration), (leader.sim, teleop_calibration)):
+        if path is not None and Path(path).is_file():
+            cal = load_calibration(path)
+            sim_arm.install_calibration(
+                {
+                    name: {"homing_offset": m.homing_offset, "range_min": m.range_min, "range_max": m.range_max}
+                    for name, m in cal.items()
+                }
+            )
+    h, w = image_size
+    cams = {name: RenderedCamera(follower.world, name, height=h, width=w, fps=fps) for name in cameras}
+    hooks = SimEpisodes(
+        follower, leader, seed=seed, tasks=tasks, disturbance_deg=disturbance_deg, disturbance_floor=disturbance_floor
+    )
+
+    def close() -> None:
+        leader.close()
+        follower.close()
+
+    rig = Rig(
+        robot_port=follower.url,
+        teleop_port=leader.url,
+        cameras=cams,
+        clock=follower.clock,
+        hooks=hooks,
+        encoder_queue_size=encoder_queue_size,
+        on_close=close,
+    )
+    rig.sim = follower  # type: ignore[attr-defined]  (for tests and tools: the follower twin)
+    rig.leader = leader  # type: ignore[attr-defined]
+    return rig
+
+
+def _calibration_path(args: argparse.Namespace, prefix: str) -> Path | None:
+    type_, id_ = getattr(args, f"{prefix}_type", None), getattr(args, f"{prefix}_id", None)
+    if not type_ or not id_:
+        return None
+    return ArmConfig(
+        type=type_, port="sim", id=id_, calibration_dir=getattr(args, f"{prefix}_calibration_dir", None)
+    ).calibration_path
+
+
+def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
+    """What the composition root calls for ``--robot.port=sim`` (flags of ``onboard.cli.record``)."""
+    size = getattr(args, "sim_image_size", None) or 96
+    fps = getattr(args, "dataset_fps", None) or getattr(args, "fps", None) or 30
+    task = getattr(args, "sim_task", None)
+    floor = getattr(args, "sim_disturbance_floor", None)
+    if not math.isfinite(float(fps)):
+        raise ValueError(f"bad fps {fps!r}")
+    return build_sim_rig(
+        robot_calibration=_calibration_path(args, "robot"),
+        teleop_calibration=_calibration_path(args, "teleop"),
+        seed=int(getattr(args, "sim_seed", 0) or 0),
+        image_size=(int(size), int(size)),
+        fps=float(fps),
+        tasks=(task,) if task else None,
+        disturbance_deg=float(getattr(args, "sim_disturbance", 0.0) or 0.0),
+        disturbance_floor=DISTURBANCE_FLOOR if floor is None else float(floor),
+    )

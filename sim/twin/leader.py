@@ -1,0 +1,107 @@
+"""A simulated leader arm moved by the scripted expert: the person at the leader, in simulation.
+
+    leader = ExpertLeader(follower)            # a second SimulatedSO101 (arm-only world) on its own bus
+    Arm(ArmConfig("so101_leader", leader.url, ...)).connect()   # read like a real leader
+    leader.start(spec)                         # the expert solves `spec` in the FOLLOWER's world
+    follower.clock.sleep_until(t)              # the leader's joints follow the expert as the follower's time runs
+
+The leader is a ``SimulatedSO101`` in its own ``World("so101")`` (the arm alone) with its own emulated bus; its
+torque stays off (``Arm.configure`` for a leader) and its joints are moved kinematically by its ``hand``. The expert
+watches the follower's world (privileged: cube poses, and the follower's joints) and its goals, in LeRobot units,
+become the leader's joint angles (``lerobot_to_qpos``), updated at ``rate_hz`` of the follower's simulated time (a
+post-step hook of the follower's world). The leader's world time is kept with the follower's, so its servos' clocks
+agree. Without an episode (``stop()``), the hand keeps the leader where it is (``home()`` moves it to the
+calibration pose).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import tasks as T
+from sim.expert.script import ScriptedExpert
+from sim.twin.physics import World
+from sim.twin.so101 import SimulatedSO101
+from sim.twin.world import JOINT_NAMES, lerobot_to_qpos, qpos_to_lerobot
+
+
+class ExpertLeader:
+    def __init__(
+        self,
+        follower: SimulatedSO101,
+        *,
+        seed: int = 0,
+        name: str | None = None,
+        rate_hz: float = 30.0,
+        uncalibrated: bool = True,
+    ):
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz must be positive, got {rate_hz!r}")
+        self.follower = follower
+        self.sim = SimulatedSO101(World("so101"), seed=seed, name=name, uncalibrated=uncalibrated)
+        self.rate_hz = float(rate_hz)
+        self.expert: ScriptedExpert | None = None
+        self.spec: T.TaskSpec | None = None
+        self._t0 = 0.0
+        self._next = follower.world.time
+        self._ranges = [self.sim.joint_range(j) for j in JOINT_NAMES]
+        self.home()
+        self._sync_time()
+        follower.world.add_post_step(self._on_step)
+
+    @property
+    def url(self) -> str:
+        return self.sim.url
+
+    def goal_to_angles(self, goal: np.ndarray) -> np.ndarray:
+        q = lerobot_to_qpos(np.asarray(goal, dtype=np.float64))
+        return np.array([min(hi, max(lo, float(a))) for a, (lo, hi) in zip(q, self._ranges, strict=True)])
+
+    def hold_angles(self, angles: np.ndarray) -> None:
+        for joint, a in zip(JOINT_NAMES, angles, strict=True):
+            self.sim.hand.hold(joint, float(a))
+
+    def home(self) -> None:
+        """Hold the leader at the calibration pose (where a laid-out scene puts the follower)."""
+        self.hold_angles(self.sim.calibration_pose)
+
+    def start(self, spec: T.TaskSpec) -> None:
+        """Start the expert on ``spec`` (the follower's scene must be laid out for it)."""
+        self.spec = spec
+        self.expert = ScriptedExpert(self.follower.world.model, spec)
+        self.expert.reset()
+        self._t0 = self.follower.world.time
+        self._next = self._t0
+        self._on_step(0.0)
+
+    def stop(self) -> None:
+        self.expert = None
+
+    def joints_lerobot(self) -> np.ndarray:
+        return qpos_to_lerobot(self.sim.joint_angles())
+
+    def _sync_time(self) -> None:
+        t = self.follower.world.time
+        if t > self.sim.world.time:
+            self.sim.world.step_until(t)
+        else:
+            self.sim.world.data.time = t
+
+    def _on_step(self, dt: float) -> None:
+        world = self.follower.world
+        t = world.time
+        if t < self._next - 1e-9:
+            return
+        self._next += 1.0 / self.rate_hz
+        if self._next <= t:
+            self._next = t + 1.0 / self.rate_hz
+        if self.expert is not None:
+            joints = qpos_to_lerobot(self.follower.joint_angles())
+            goal = self.expert.act(world.data, t - self._t0, joints)
+            self.hold_angles(self.goal_to_angles(goal))
+        self._sync_time()
+
+    def close(self) -> None:
+        self.stop()
+        self.follower.world.remove_post_step(self._on_step)
+        self.sim.close()
