@@ -1,2 +1,2 @@
-"""What runs on the robot: arms, units, calibration, safety, the control loop, teleop, recording, and the `onboard`
-CLI (the composition root, ``onboard/cli/__init__.py``, the only module here that may import sim/)."""
+"""The runtime library on the robot: arms, units, calibration, safety, the control loop, teleop, recording, replay,
+running a policy and the live view. Imports hardware/ and policies/; never sim/ or onboard/."""
