@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from policies.dataset import layout
 from policies.dataset.layout import DEFAULT_FEATURES, STAT_KEYS
 from policies.dataset.stats import aggregate, to_json
+from policies.dataset.tables import read_episode_stats
 
 _FILE_RE = re.compile(r"chunk-(\d+)/file-(\d+)\.(parquet|mp4)$")
 
@@ -86,9 +87,7 @@ def repair(root: str | Path) -> RepairReport:
     except (OSError, ValueError, KeyError, IndexError):
         counted = -1
     if total and counted != int(info["total_frames"]):
-        from policies.dataset.writer import _read_episode_stats
-
-        per_episode = [_read_episode_stats(root, ep, info) for ep in range(total)]
+        per_episode = [read_episode_stats(root, ep, info) for ep in range(total)]
         layout.write_json_atomic(stats_path, to_json(aggregate(per_episode)))
         report.rewrote_stats = True
     return report

@@ -14,17 +14,16 @@ by LeRobot and removed by ``repair`` (which ``DatasetWriter.resume`` runs first)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from policies.dataset import layout
-from policies.dataset.layout import CAPTURE_TIME, CAPTURE_TIME_FEATURE, DEFAULT_FEATURES, STAT_KEYS
-from policies.dataset.stats import Stats, aggregate, from_json, to_json, vector_stats
+from policies.dataset.layout import CAPTURE_TIME, CAPTURE_TIME_FEATURE, DEFAULT_FEATURES
+from policies.dataset.stats import Stats, aggregate, to_json, vector_stats
+from policies.dataset.tables import data_table, episode_meta_table, read_episode_stats
 from policies.dataset.video import DEFAULT_VCODEC, EpisodeVideoEncoder, probe_video_info
 
 
@@ -124,7 +123,7 @@ class DatasetWriter:
         if info.get("codebase_version") != layout.CODEBASE_VERSION:
             raise ValueError(f"{root}: codebase_version {info.get('codebase_version')!r}, this writer writes v3.0")
         tasks = layout.load_tasks(root)
-        episode_stats = [_read_episode_stats(root, ep, info) for ep in range(info["total_episodes"])]
+        episode_stats = [read_episode_stats(root, ep, info) for ep in range(info["total_episodes"])]
         return cls(
             root,
             info,
@@ -250,7 +249,7 @@ class DatasetWriter:
         columns["episode_index"] = np.full(n, ep, dtype=np.int64)
         columns["index"] = np.arange(start, start + n, dtype=np.int64)
         columns["task_index"] = np.full(n, task_index, dtype=np.int64)
-        data_table = _data_table(columns, self.features)
+        rows = data_table(columns, self.features)
 
         ep_stats: dict[str, Stats] = {}
         for key in self.features:
@@ -274,12 +273,12 @@ class DatasetWriter:
             ep_meta[f"videos/{key}/file_index"] = ep % chunks_size
             ep_meta[f"videos/{key}/from_timestamp"] = 0.0
             ep_meta[f"videos/{key}/to_timestamp"] = n / self.fps
-        meta_table = _episode_meta_table(ep_meta, ep_stats, self.features)
+        meta_table = episode_meta_table(ep_meta, ep_stats, self.features)
 
         # 3. files of the episode: complete, fsynced, renamed into place
         data_path = layout.data_path(self.root, ep, chunks_size)
         meta_path = layout.episodes_path(self.root, ep, chunks_size)
-        for path, table in ((data_path, data_table), (meta_path, meta_table)):
+        for path, table in ((data_path, rows), (meta_path, meta_table)):
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, layout.partial(path), compression="snappy", use_dictionary=True)
         for key, enc in self._encoders.items():
@@ -333,68 +332,3 @@ class DatasetWriter:
                 preset=self.preset,
                 queue_size=self.queue_size,
             )
-
-
-def _data_table(columns: dict[str, np.ndarray], features: dict[str, dict]) -> pa.Table:
-    fields, arrays = [], []
-    for key, ft in features.items():
-        if ft["dtype"] == "video":
-            continue
-        col = columns[key]
-        typ = layout.arrow_type(ft["dtype"])
-        if tuple(ft["shape"]) == (1,):
-            arrays.append(pa.array(col.reshape(-1), type=typ))
-            fields.append(pa.field(key, typ))
-        else:
-            size = int(ft["shape"][0])
-            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(col.reshape(-1), type=typ), size))
-            fields.append(pa.field(key, pa.list_(typ, size)))
-    schema = pa.schema(fields, metadata={b"huggingface": layout.hf_features_metadata(features)})
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _stat_type(ft: dict, stat: str) -> pa.DataType:
-    if stat == "count":
-        return pa.list_(pa.int64())
-    if ft["dtype"] == "video":
-        return pa.list_(pa.list_(pa.list_(pa.float64())))
-    if stat in ("min", "max") and np.issubdtype(np.dtype(ft["dtype"]), np.integer):
-        return pa.list_(pa.int64())
-    return pa.list_(pa.float64())
-
-
-def _episode_meta_table(ep_meta: dict[str, Any], ep_stats: dict[str, Stats], features: dict[str, dict]) -> pa.Table:
-    fields: list[pa.Field] = []
-    values: list[Any] = []
-    for key, value in ep_meta.items():
-        if key == "tasks":
-            typ = pa.list_(pa.string())
-        elif key.endswith("_timestamp"):
-            typ = pa.float64()
-        else:
-            typ = pa.int64()
-        fields.append(pa.field(key, typ))
-        values.append(value)
-    for key, st in ep_stats.items():
-        for stat in STAT_KEYS:
-            fields.append(pa.field(f"stats/{key}/{stat}", _stat_type(features[key], stat)))
-            values.append(np.asarray(st[stat]).tolist())
-    fields += [pa.field("meta/episodes/chunk_index", pa.int64()), pa.field("meta/episodes/file_index", pa.int64())]
-    values += [ep_meta["data/chunk_index"], ep_meta["data/file_index"]]
-    schema = pa.schema(fields)
-    return pa.Table.from_pylist([dict(zip(schema.names, values, strict=True))], schema=schema)
-
-
-def _read_episode_stats(root: Path, ep: int, info: dict[str, Any]) -> dict[str, Stats]:
-    path = layout.episodes_path(root, ep, int(info.get("chunks_size", layout.CHUNKS_SIZE)))
-    row = pq.read_table(path).to_pylist()[0]
-    out: dict[str, dict[str, list]] = {}
-    for col, value in row.items():
-        if col.startswith("stats/"):
-            _, key, stat = col.split("/")
-            out.setdefault(key, {})[stat] = value
-    return from_json(out)
-
-
-def read_stats_json(root: Path) -> dict[str, Stats]:
-    return from_json(json.loads((Path(root) / layout.STATS_PATH).read_text()))
