@@ -1,4 +1,5 @@
-"""The mirror: emulated devices (and, in time, the MuJoCo world and gymnasium environments built from them).
+"""The mirror: emulated devices, the MuJoCo twin they live in, tasks, the scripted expert, simulated rigs and the
+gymnasium environments built from them.
 
 Importing ``sim`` registers the ``simbus://`` pyserial URL handler (``sim.transport.protocol_simbus``) by appending
 ``"sim.transport"`` to ``serial.protocol_handler_packages``, so that ``serial.serial_for_url("simbus://?ids=1-6")``

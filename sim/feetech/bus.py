@@ -296,7 +296,3 @@ def unregister_bus(name: str) -> SimBus | None:
     with _REGISTRY_LOCK:
         return _REGISTRY.pop(name, None)
 
-
-def bus_names() -> list[str]:
-    with _REGISTRY_LOCK:
-        return sorted(_REGISTRY)
