@@ -9,139 +9,27 @@ loop takes it with ``read_latest(max_age_s)``, which never waits on the device.
 - A video file (a path) is read like a live camera: paced at the file's fps (or the configured one), looping at the end
   or stopping there (``loop``). This is what the tests use.
 
-OpenCV is an optional dependency, imported on ``connect()``.
+The camera's config (``OpenCVCameraConfig``) is in ``hardware.opencv_config``. OpenCV is an optional dependency,
+imported on ``connect()``.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import re
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hardware.camera import CameraError, Frame, StaleFrameError
+from hardware.opencv_config import CaptureFactory, OpenCVCameraConfig, backend_id, fourcc_text, import_cv2
 
-__all__ = ["OpenCVCamera", "OpenCVCameraConfig", "find_cameras"]
+__all__ = ["OpenCVCamera", "OpenCVCameraConfig"]
 
-ROTATIONS = (0, 90, 180, 270)  # degrees, clockwise
-BACKENDS = ("any", "v4l2", "ffmpeg", "gstreamer", "dshow", "msmf", "avfoundation")
 _FAILURES_BEFORE_REOPEN = 3  # consecutive failed reads of a device before it is re-opened
 _FPS_TOLERANCE = 1.0
-
-CaptureFactory = Callable[[int | str, int], Any]  # (index_or_path, cv2 backend id) -> a cv2.VideoCapture-like object
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CameraError(
-            "OpenCV is needed for cameras: pip install 'onboard[camera]' (opencv-python-headless<4.13; "
-            "only one OpenCV distribution per environment)"
-        ) from exc
-    return cv2
-
-
-def _backend_id(cv2, backend: str | int) -> int:
-    if isinstance(backend, int):
-        return backend
-    return {
-        "any": cv2.CAP_ANY,
-        "v4l2": cv2.CAP_V4L2,
-        "ffmpeg": cv2.CAP_FFMPEG,
-        "gstreamer": cv2.CAP_GSTREAMER,
-        "dshow": cv2.CAP_DSHOW,
-        "msmf": cv2.CAP_MSMF,
-        "avfoundation": cv2.CAP_AVFOUNDATION,
-    }[backend]
-
-
-def _fourcc_str(code: float) -> str:
-    n = int(code)
-    if n <= 0:
-        return "?"
-    text = "".join(chr((n >> (8 * i)) & 0xFF) for i in range(4))
-    return text if text.isprintable() else f"0x{n:08x}"
-
-
-@dataclass(frozen=True)
-class OpenCVCameraConfig:
-    """One OpenCV camera. ``index_or_path``: a device index (0), a device path (/dev/video0, /dev/v4l/by-id/...),
-    a video file (read like a live camera) or a stream URL. ``width``/``height``/``fps``: what to ask the device for
-    and verify (None: whatever it gives); for a file, ``fps`` sets the pace. ``fourcc``: pixel format asked of a device
-    (MJPG lets USB 2.0 carry more cameras; None leaves the device's own), ignored for files. ``rotation``: degrees
-    clockwise, applied after capture (so ``width``/``height`` are the sensor's). ``warmup_s``: how long ``connect()``
-    keeps the camera running before returning (auto exposure settles). ``connect_timeout_s``: how long it waits for the
-    first frame. ``backend``: OpenCV's capture API by name or ``cv2.CAP_*`` id. ``loop``: at the end of a file, start
-    again (True) or stop, leaving the last frame to go stale (False)."""
-
-    index_or_path: int | str | Path
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    fourcc: str | None = "MJPG"
-    rotation: int = 0
-    warmup_s: float = 0.0
-    connect_timeout_s: float = 10.0
-    backend: str | int = "any"
-    loop: bool = True
-    reconnect_backoff_s: tuple[float, float] = (0.1, 2.0)  # first and longest wait between re-open attempts
-
-    def __post_init__(self) -> None:
-        src = self.index_or_path
-        if isinstance(src, bool) or not isinstance(src, int | str | Path):
-            raise ValueError(f"index_or_path must be a device index, a device or file path, or a URL; got {src!r}")
-        if isinstance(src, str) and src.strip().isdigit():
-            object.__setattr__(self, "index_or_path", int(src.strip()))
-        elif isinstance(src, Path):
-            object.__setattr__(self, "index_or_path", str(src))
-        if isinstance(self.index_or_path, int) and self.index_or_path < 0:
-            raise ValueError(f"camera index must be >= 0, got {self.index_or_path} (see `onboard find cameras`)")
-        if isinstance(self.index_or_path, str) and not self.index_or_path:
-            raise ValueError("index_or_path is empty: give a device index, a device path or a video file")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
-        if (self.width is None) != (self.height is None):
-            raise ValueError("give both width and height, or neither (the device's default size)")
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"fps must be positive or None, got {self.fps!r}")
-        if self.fourcc is not None and (len(self.fourcc) != 4 or not self.fourcc.isascii()):
-            raise ValueError(f"fourcc must be 4 ASCII characters such as 'MJPG' or 'YUYV', got {self.fourcc!r}")
-        rot = self.rotation % 360 if isinstance(self.rotation, int) and not isinstance(self.rotation, bool) else None
-        if rot not in ROTATIONS:
-            raise ValueError(f"rotation must be one of {ROTATIONS} (or -90), got {self.rotation!r}")
-        object.__setattr__(self, "rotation", rot)
-        if self.warmup_s < 0 or self.connect_timeout_s <= 0:
-            raise ValueError("warmup_s must be >= 0 and connect_timeout_s > 0")
-        if isinstance(self.backend, str) and self.backend.lower() not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS} or a cv2.CAP_* id, got {self.backend!r}")
-        if isinstance(self.backend, str):
-            object.__setattr__(self, "backend", self.backend.lower())
-        lo, hi = self.reconnect_backoff_s
-        if not 0 < lo <= hi:
-            raise ValueError(f"reconnect_backoff_s must be (first, longest) with 0 < first <= longest, got {(lo, hi)}")
-
-    @property
-    def is_device(self) -> bool:
-        """A local camera (an index or a /dev path): size/fps/fourcc are asked of it and verified."""
-        src = self.index_or_path
-        return isinstance(src, int) or src.startswith("/dev/")
-
-    @property
-    def is_file(self) -> bool:
-        """A video file (paced, loops) rather than a device or a stream."""
-        src = self.index_or_path
-        return isinstance(src, str) and not src.startswith("/dev/") and "://" not in src
 
 
 class OpenCVCamera:
@@ -186,7 +74,7 @@ class OpenCVCamera:
     def connect(self) -> None:
         if self._thread is not None:
             raise CameraError(f"camera {self.name!r} is already connected")
-        cv2 = _cv2()
+        cv2 = import_cv2()
         cv2.setNumThreads(1)
         cap = self._open()
         if cap is None:
@@ -317,8 +205,8 @@ class OpenCVCamera:
         if self._factory is not None:
             cap = self._factory(src, 0)
         else:
-            cv2 = _cv2()
-            cap = cv2.VideoCapture(src, _backend_id(cv2, self.config.backend))
+            cv2 = import_cv2()
+            cap = cv2.VideoCapture(src, backend_id(cv2, self.config.backend))
         if not cap.isOpened():
             cap.release()
             return None
@@ -327,7 +215,7 @@ class OpenCVCamera:
     def _apply_and_verify(self, cap: Any, *, strict: bool) -> None:
         """Ask a device for size/fps/fourcc and check what it gave; check a file's size. Raises CameraError (strict)
         or records the mismatch as the last error and returns normally (re-open in the thread)."""
-        cv2 = _cv2()
+        cv2 = import_cv2()
         cfg = self.config
         if cfg.is_device:
             if cfg.fourcc is not None:
@@ -340,7 +228,7 @@ class OpenCVCamera:
         got_w = round(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         got_h = round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         got_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        got_fourcc = _fourcc_str(cap.get(cv2.CAP_PROP_FOURCC))
+        got_fourcc = fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
         problems = []
         if cfg.width is not None and (got_w, got_h) != (cfg.width, cfg.height):
             problems.append(f"size {cfg.width}x{cfg.height}")
@@ -375,7 +263,7 @@ class OpenCVCamera:
             self.fps = float(got_fps or cfg.fps or 0.0)
 
     def _convert(self, bgr: np.ndarray) -> np.ndarray:
-        cv2 = _cv2()
+        cv2 = import_cv2()
         if bgr.ndim == 2:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
         else:
@@ -481,68 +369,3 @@ class OpenCVCamera:
 
 class _Mismatch(CameraError):
     pass
-
-
-# -- discovery -----------------------------------------------------------------------------------------------------
-
-
-def _v4l_links(dev_root: str) -> dict[str, dict[str, list[str]]]:
-    """/dev/videoN -> {"by_id": [...], "by_path": [...]} from udev's stable links."""
-    links: dict[str, dict[str, list[str]]] = {}
-    for kind in ("by-id", "by-path"):
-        for link in sorted(glob.glob(os.path.join(dev_root, "v4l", kind, "*"))):
-            target = os.path.realpath(link)
-            links.setdefault(target, {"by_id": [], "by_path": []})[kind.replace("-", "_")].append(link)
-    return links
-
-
-def find_cameras(
-    max_index: int = 10,
-    *,
-    dev_root: str = "/dev",
-    sys_root: str = "/sys/class/video4linux",
-    capture_factory: CaptureFactory | None = None,
-    include_unopened: bool = False,
-) -> list[dict[str, Any]]:
-    """Probe camera indices 0..max_index-1 (on Linux, those with a /dev/videoN) and report each one that opens with
-    its default size, fps and FOURCC, its /dev/v4l/by-id and by-path links (stable names across reboots and
-    re-plugging) and its name. A UVC camera often has a second /dev/video node for metadata that does not open; such
-    nodes are left out unless ``include_unopened``."""
-    cv2 = _cv2()
-    linux = sys.platform.startswith("linux")
-    if linux:
-        indices = sorted(
-            int(m.group(1))
-            for p in glob.glob(os.path.join(dev_root, "video*"))
-            if (m := re.fullmatch(r"video(\d+)", os.path.basename(p))) and int(m.group(1)) < max_index
-        )
-    else:
-        indices = list(range(max_index))
-    links = _v4l_links(dev_root)
-    found = []
-    for i in indices:
-        path = os.path.join(dev_root, f"video{i}")
-        info: dict[str, Any] = {"index": i, "path": path if linux else None}
-        info.update(links.get(os.path.realpath(path), {"by_id": [], "by_path": []}))
-        try:
-            with open(os.path.join(sys_root, f"video{i}", "name")) as f:
-                info["name"] = f.read().strip()
-        except OSError:
-            info["name"] = None
-        cap = capture_factory(i, 0) if capture_factory is not None else cv2.VideoCapture(i)
-        try:
-            info["opened"] = bool(cap.isOpened())
-            if info["opened"]:
-                info["width"] = round(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-                info["height"] = round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-                info["fps"] = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-                info["fourcc"] = _fourcc_str(cap.get(cv2.CAP_PROP_FOURCC))
-                try:
-                    info["backend"] = cap.getBackendName()
-                except Exception:
-                    info["backend"] = None
-        finally:
-            cap.release()
-        if info["opened"] or include_unopened:
-            found.append(info)
-    return found

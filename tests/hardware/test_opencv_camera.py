@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hardware.camera import Camera, CameraError, StaleFrameError
-from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig, find_cameras
+from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
 
 cv2 = pytest.importorskip("cv2")
 
@@ -310,31 +310,6 @@ def test_constructor_touches_no_device():
     opened = []
     OpenCVCamera(OpenCVCameraConfig(0), capture_factory=lambda src, api: opened.append(src))
     assert opened == []
-
-
-def test_find_cameras_probes_dev_video_nodes(tmp_path):
-    dev, sysfs = tmp_path / "dev", tmp_path / "sys"
-    (dev / "v4l" / "by-id").mkdir(parents=True)
-    for i in (0, 1, 2):
-        (dev / f"video{i}").touch()
-    (sysfs / "video0").mkdir(parents=True)
-    (sysfs / "video0" / "name").write_text("USB Camera\n")
-    (dev / "v4l" / "by-id" / "usb-Cam_123-video-index0").symlink_to(dev / "video0")
-    world = {"plugged": True, "opens": 0, "releases": 0}
-
-    def factory(index, api):
-        d = FakeDevice(world)
-        d.opened = index != 1  # video1: the metadata node of the same camera
-        return d
-
-    found = find_cameras(dev_root=str(dev), sys_root=str(sysfs), capture_factory=factory)
-    assert [c["index"] for c in found] == [0, 2]
-    c0 = found[0]
-    assert c0["name"] == "USB Camera" and c0["by_id"] == [str(dev / "v4l" / "by-id" / "usb-Cam_123-video-index0")]
-    assert (c0["width"], c0["height"], c0["fps"], c0["fourcc"]) == (640, 480, 30.0, "YUYV")
-    assert world["opens"] == world["releases"] == 3
-    assert len(find_cameras(dev_root=str(dev), sys_root=str(sysfs), capture_factory=factory, max_index=1)) == 1
-    assert find_cameras(dev_root=str(tmp_path / "empty"), sys_root=str(sysfs), capture_factory=factory) == []
 
 
 def test_size_taken_from_frames_when_the_backend_cannot_tell():

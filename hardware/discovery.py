@@ -1,18 +1,29 @@
-"""Serial ports: which one is the servo bus? What ``onboard find port`` needs, without prompts (those live in the CLI).
+"""Which device is which: the servo bus's serial port and the cameras. What ``onboard find port`` and ``onboard find
+cameras`` need, without prompts (those live in the CLI).
 
 ``list_serial_ports()`` reports, for each port, what writing a udev rule needs (USB VID:PID, serial number, the
 stable /dev/serial/by-id link); ``detect_unplugged_port(before, after)`` is LeRobot's "unplug the board and press
-Enter" difference.
+Enter" difference. ``find_cameras()`` probes the /dev/video nodes with OpenCV and reports each camera's default mode
+and its stable /dev/v4l/by-id and by-path names. Both answer the same question for a person wiring up a robot
+(which /dev name is this device, and which name survives re-plugging), so they live together; the camera driver
+itself (capture thread, latest frame, reconnect) is ``hardware.opencv_camera``.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["PortError", "detect_unplugged_port", "list_serial_ports", "udev_rule"]
+from hardware.opencv_config import CaptureFactory, fourcc_text, import_cv2
+
+__all__ = ["PortError", "detect_unplugged_port", "find_cameras", "list_serial_ports", "udev_rule"]
+
+
+# -- serial ports ------------------------------------------------------------------------------------------------
 
 
 class PortError(RuntimeError):
@@ -96,3 +107,68 @@ def udev_rule(port: dict[str, Any], symlink: str) -> str | None:
         parts.append(f'ATTRS{{serial}}=="{port["serial_number"]}"')
     parts += [f'SYMLINK+="{symlink}"', 'MODE="0660"', 'GROUP="dialout"']
     return ", ".join(parts)
+
+
+# -- cameras -----------------------------------------------------------------------------------------------------
+
+
+def _v4l_links(dev_root: str) -> dict[str, dict[str, list[str]]]:
+    """/dev/videoN -> {"by_id": [...], "by_path": [...]} from udev's stable links."""
+    links: dict[str, dict[str, list[str]]] = {}
+    for kind in ("by-id", "by-path"):
+        for link in sorted(glob.glob(os.path.join(dev_root, "v4l", kind, "*"))):
+            target = os.path.realpath(link)
+            links.setdefault(target, {"by_id": [], "by_path": []})[kind.replace("-", "_")].append(link)
+    return links
+
+
+def find_cameras(
+    max_index: int = 10,
+    *,
+    dev_root: str = "/dev",
+    sys_root: str = "/sys/class/video4linux",
+    capture_factory: CaptureFactory | None = None,
+    include_unopened: bool = False,
+) -> list[dict[str, Any]]:
+    """Probe camera indices 0..max_index-1 (on Linux, those with a /dev/videoN) and report each one that opens with
+    its default size, fps and FOURCC, its /dev/v4l/by-id and by-path links (stable names across reboots and
+    re-plugging) and its name. A UVC camera often has a second /dev/video node for metadata that does not open; such
+    nodes are left out unless ``include_unopened``."""
+    cv2 = import_cv2()
+    linux = sys.platform.startswith("linux")
+    if linux:
+        indices = sorted(
+            int(m.group(1))
+            for p in glob.glob(os.path.join(dev_root, "video*"))
+            if (m := re.fullmatch(r"video(\d+)", os.path.basename(p))) and int(m.group(1)) < max_index
+        )
+    else:
+        indices = list(range(max_index))
+    links = _v4l_links(dev_root)
+    found = []
+    for i in indices:
+        path = os.path.join(dev_root, f"video{i}")
+        info: dict[str, Any] = {"index": i, "path": path if linux else None}
+        info.update(links.get(os.path.realpath(path), {"by_id": [], "by_path": []}))
+        try:
+            with open(os.path.join(sys_root, f"video{i}", "name")) as f:
+                info["name"] = f.read().strip()
+        except OSError:
+            info["name"] = None
+        cap = capture_factory(i, 0) if capture_factory is not None else cv2.VideoCapture(i)
+        try:
+            info["opened"] = bool(cap.isOpened())
+            if info["opened"]:
+                info["width"] = round(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+                info["height"] = round(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+                info["fps"] = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+                info["fourcc"] = fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
+                try:
+                    info["backend"] = cap.getBackendName()
+                except Exception:
+                    info["backend"] = None
+        finally:
+            cap.release()
+        if info["opened"] or include_unopened:
+            found.append(info)
+    return found

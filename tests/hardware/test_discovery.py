@@ -1,11 +1,12 @@
-"""Serial port discovery: pyserial's list, stable names, and the unplug difference (no real or pseudo ports)."""
+"""Device discovery: serial ports (pyserial's list, stable names, the unplug difference; no real or pseudo ports) and
+cameras (/dev/video nodes probed through an injected capture, with their stable /dev/v4l names)."""
 
 from __future__ import annotations
 
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from hardware.ports import PortError, detect_unplugged_port, list_serial_ports, udev_rule
+from hardware.discovery import PortError, detect_unplugged_port, find_cameras, list_serial_ports, udev_rule
 
 
 def _usb_port(device: str, vid: int, pid: int, serial: str | None) -> ListPortInfo:
@@ -54,3 +55,31 @@ def test_detect_unplugged_port():
         detect_unplugged_port(before, ["/dev/ttyS0"])
     with pytest.raises(PortError, match="plug the board"):
         detect_unplugged_port([], [])
+
+
+def test_find_cameras_probes_dev_video_nodes(tmp_path):
+    pytest.importorskip("cv2")
+    from tests.hardware.test_opencv_camera import FakeDevice  # the cv2.VideoCapture-like device of the driver tests
+
+    dev, sysfs = tmp_path / "dev", tmp_path / "sys"
+    (dev / "v4l" / "by-id").mkdir(parents=True)
+    for i in (0, 1, 2):
+        (dev / f"video{i}").touch()
+    (sysfs / "video0").mkdir(parents=True)
+    (sysfs / "video0" / "name").write_text("USB Camera\n")
+    (dev / "v4l" / "by-id" / "usb-Cam_123-video-index0").symlink_to(dev / "video0")
+    world = {"plugged": True, "opens": 0, "releases": 0}
+
+    def factory(index, api):
+        d = FakeDevice(world)
+        d.opened = index != 1  # video1: the metadata node of the same camera
+        return d
+
+    found = find_cameras(dev_root=str(dev), sys_root=str(sysfs), capture_factory=factory)
+    assert [c["index"] for c in found] == [0, 2]
+    c0 = found[0]
+    assert c0["name"] == "USB Camera" and c0["by_id"] == [str(dev / "v4l" / "by-id" / "usb-Cam_123-video-index0")]
+    assert (c0["width"], c0["height"], c0["fps"], c0["fourcc"]) == (640, 480, 30.0, "YUYV")
+    assert world["opens"] == world["releases"] == 3
+    assert len(find_cameras(dev_root=str(dev), sys_root=str(sysfs), capture_factory=factory, max_index=1)) == 1
+    assert find_cameras(dev_root=str(tmp_path / "empty"), sys_root=str(sysfs), capture_factory=factory) == []
