@@ -17,11 +17,11 @@ import dataclasses
 import math
 
 from onboard.eval.episodes import run_episode_with_runner
-from onboard.eval.expert import spec_for_seed
-from robot.policy_factories import make_runner, policy_and_size
+from onboard.eval.factories import make_runner, policy_and_size
 from sim import tasks as T
 from sim.envs.env import SO101Env
-from sim.expert.script import cube_face_yaw
+from sim.expert import cube_face_yaw
+from sim.expert.harness import spec_for_seed
 from sim.twin.world import GRIPPER_SITE
 
 BINS = ((0, 10), (10, 20), (20, 30), (30, 45.01))

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onboard.eval.expert import run_episode
 from onboard.video import write_mp4
 from sim import tasks as T
-from sim.expert.harness import EnvExecutor
+from sim.expert.harness import EnvExecutor, run_episode
 from sim.twin.cameras import RenderedCamera
 
 

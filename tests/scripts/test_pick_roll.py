@@ -21,9 +21,9 @@ def pick_roll():
 
 @pytest.mark.parametrize("deg", [-170.0, -30.0, 0.0, 45.0, 120.0])
 def test_face_yaw_of_an_upright_rotation(deg):
-    # The script measures against sim.expert.script.cube_face_yaw: for an upright cube, its heading modulo the
+    # The script measures against sim.expert.cube_face_yaw: for an upright cube, its heading modulo the
     # faces' 90 deg.
-    from sim.expert.script import cube_face_yaw
+    from sim.expert import cube_face_yaw
 
     half = math.radians(deg) / 2
     quat = np.array([math.cos(half), 0.0, 0.0, math.sin(half)])  # (w, x, y, z) about the vertical
@@ -33,8 +33,8 @@ def test_face_yaw_of_an_upright_rotation(deg):
 
 def test_the_expert_reaches_the_cube_with_its_jaws_square_to_a_face(pick_roll):
     from onboard.eval.episodes import ExpertChunkPolicy
-    from onboard.eval.expert import spec_for_seed
     from sim.envs.env import SO101Env
+    from sim.expert.harness import spec_for_seed
 
     env = SO101Env(task="pick")
     try:

@@ -4,7 +4,7 @@ seeds 100000+ and the periodic validation in `onboard train` from 50000+."""
 
 import numpy as np
 
-from onboard.eval.expert import spec_for_seed
+from sim.expert.harness import spec_for_seed
 from sim.rigs.teleop import SimEpisodes
 
 
