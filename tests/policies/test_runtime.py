@@ -1,4 +1,4 @@
-"""The policy runtime (policies/runtime.py): timing on a fake sim clock (exact), one wall-clock thread smoke test, and
+"""The policy runtime (policies/runtime/): timing on a fake sim clock (exact), one wall-clock thread smoke test, and
 the scripted expert as a chunking policy on SO101Env."""
 
 from __future__ import annotations
@@ -315,8 +315,8 @@ def pick_env():
 
 def test_expert_chunk_policy_async_200ms_succeeds_and_sync_is_reported(pick_env):
     from onboard.eval.episodes import ExpertChunkPolicy, run_episode_with_runner
-    from onboard.eval.expert import spec_for_seed
-    from robot.policy_factories import make_runner
+    from onboard.eval.factories import make_runner
+    from sim.expert.harness import spec_for_seed
 
     policy = ExpertChunkPolicy(pick_env, horizon=30)
     results = {}
