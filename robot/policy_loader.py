@@ -1,24 +1,75 @@
-"""A trained policy from its folder, for `onboard run`: which backend reads it, and what it needs from the robot.
+"""The one registry of policy kinds: which backend reads a policy folder, how it is loaded, what it needs.
 
     loaded = load_policy("policies/bundled/so101_vla")      # bundle.json -> OnnxVLAPolicy (onnxruntime, no torch)
     loaded.policy.reset("pick up the red cube"); loaded.cameras  # ("front", "wrist")
 
-The folder decides (``policy_kind``): ``bundle.json`` -> our ONNX export (``policies.onnx_policy.OnnxVLAPolicy``,
-torch-free); a LeRobot ``config.json`` with a ``"type"`` -> ``policies.lerobot_policy.LeRobotPolicy`` (torch and
-lerobot); anything else -> our torch VLA checkpoint (``policies.vla.policy.VLAPolicy``). Backends are imported only
-when chosen, so an install without torch runs a bundle.
+Each kind is a ``PolicyKind`` in one table (``register_policy_kind``); `onboard run` and `onboard eval` take their
+``--policy.type`` choices from it (``policy_kinds``). The built-in kinds load from a folder, which decides the kind
+(``policy_kind``): ``bundle.json`` -> "onnx", our ONNX export (``policies.onnx_policy.OnnxVLAPolicy``, torch-free); a
+LeRobot ``config.json`` with a ``"type"`` -> "lerobot" (``policies.lerobot_policy.LeRobotPolicy``: torch and
+lerobot); anything else -> "vla", our torch VLA checkpoint (``policies.vla.policy.VLAPolicy``). Backends are imported
+only when chosen, so an install without torch runs a bundle. The app registers kinds that robot/ cannot build itself:
+onboard/eval registers "expert", the scripted expert, which needs the simulation (``on_robot=False``, no folder).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from policies.base import Policy
 from policies.lerobot_policy import is_lerobot_checkpoint
 from robot.errors import RobotError
 
-KINDS = ("onnx", "lerobot", "vla")
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """A kind of policy (``--policy.type``). ``load(path, threads=..., **options) -> Policy`` builds one (``threads``:
+    intra-op threads, None: the backend's default; ``options``: what a kind built by the app needs, e.g. the
+    simulated env). ``detect(folder)``: True for a folder of this kind (None: never detected; the folder of no
+    detected kind is ``DEFAULT_KIND``). ``needs_path``: loaded from a folder. ``on_robot``: runs on a real arm
+    (`onboard run`); False for kinds that read the simulation. ``exact_size``: frames must have the trained size."""
+
+    name: str
+    load: Callable[..., Policy]
+    detect: Callable[[Path], bool] | None = None
+    needs_path: bool = True
+    on_robot: bool = True
+    exact_size: bool = False
+    help: str = ""
+
+
+class UnknownPolicyKindError(RobotError, ValueError):
+    """A ``--policy.type`` that is not registered."""
+
+
+_KINDS: dict[str, PolicyKind] = {}
+DEFAULT_KIND = "vla"  # a folder with neither bundle.json nor a LeRobot config.json
+
+
+def register_policy_kind(kind: PolicyKind) -> PolicyKind:
+    """Add ``kind`` to the registry (registering the same entry again is a no-op; another under a taken name is an
+    error). Returns it."""
+    known = _KINDS.get(kind.name)
+    if known is not None and known != kind:
+        raise ValueError(f"policy kind {kind.name!r} is already registered ({known})")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def policy_kinds(*, on_robot: bool = False) -> tuple[str, ...]:
+    """The registered kind names, in registration order (``on_robot``: only those that run on a real arm)."""
+    return tuple(name for name, kind in _KINDS.items() if kind.on_robot or not on_robot)
+
+
+def get_policy_kind(name: str) -> PolicyKind:
+    """The registered kind ``name``; a ``RobotError`` (also a ``ValueError``) naming the choices otherwise."""
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise UnknownPolicyKindError(f"--policy.type must be one of {policy_kinds()}, got {name!r}") from None
 
 
 @dataclass(frozen=True)
@@ -36,15 +87,23 @@ class LoadedPolicy:
 
 
 def policy_kind(path: str | Path) -> str:
-    """ "onnx", "lerobot" or "vla" for a policy folder (module doc)."""
+    """The kind of a policy folder: the first registered kind whose ``detect`` accepts it, else ``DEFAULT_KIND``
+    (module doc)."""
     folder = Path(path)
     if not folder.exists():
         raise FileNotFoundError(f"--policy.path {folder} does not exist")
-    if (folder / "bundle.json").is_file():
-        return "onnx"
-    if is_lerobot_checkpoint(folder):
-        return "lerobot"
-    return "vla"
+    for kind in _KINDS.values():
+        if kind.detect is not None and kind.detect(folder):
+            return kind.name
+    return DEFAULT_KIND
+
+
+def detect_policy_type(path: str | Path | None) -> str:
+    """What ``--policy.type`` defaults to in `onboard eval`: ``policy_kind(path)``, or ``DEFAULT_KIND`` with no path or
+    no such folder (its loader then says what is wrong)."""
+    if not path or not Path(path).exists():
+        return DEFAULT_KIND
+    return policy_kind(path)
 
 
 def describe(policy: Policy, kind: str = "custom", path: str | None = None) -> LoadedPolicy:
@@ -57,38 +116,80 @@ def describe(policy: Policy, kind: str = "custom", path: str | None = None) -> L
         size = (int(size), int(size))
     elif size is not None:
         size = (int(size[0]), int(size[1]))
+    registered = _KINDS.get(kind)
     return LoadedPolicy(
         policy=policy,
         kind=kind,
         cameras=tuple(str(c) for c in cameras) if cameras else None,
         image_size=size,
-        exact_size=kind == "onnx",
+        exact_size=registered is not None and registered.exact_size,
         path=path,
     )
 
 
-def load_policy(path: str | Path, kind: str | None = None, *, threads: int | None = None) -> LoadedPolicy:
+def load_policy(
+    path: str | Path | None, kind: str | None = None, *, threads: int | None = None, **options: Any
+) -> LoadedPolicy:
     """Load the policy in ``path`` with the backend ``kind`` (None: ``policy_kind(path)``). ``threads``: intra-op
-    threads of the torch and onnxruntime backends (None: the backend's own default)."""
-    opts = {} if threads is None else {"threads": threads}
-    kind = kind or policy_kind(path)
-    if kind not in KINDS:
-        raise RobotError(f"--policy.type must be one of {KINDS}, got {kind!r}")
-    if kind == "onnx":
-        from policies.onnx_policy import OnnxVLAPolicy
+    threads of the torch and onnxruntime backends (None: the backend's own default). ``options``: passed to the kind's
+    loader (for kinds the app registers)."""
+    if not kind:
+        if path is None:
+            raise ValueError("load_policy needs a policy folder or a kind")
+        kind = policy_kind(path)
+    entry = get_policy_kind(kind)
+    policy = entry.load(path, threads=threads, **options)
+    return describe(policy, kind, None if path is None else str(path))
 
-        policy: Policy = OnnxVLAPolicy(path, **opts)
-    elif kind == "lerobot":
-        from policies.lerobot_policy import LeRobotPolicy
 
-        policy = LeRobotPolicy(path)
-    else:
-        try:
-            from policies.vla.policy import VLAPolicy
-        except ImportError as exc:
-            raise ImportError(
-                f"{path} is a torch VLA checkpoint (no bundle.json): running it needs torch (pip install "
-                "'onboard[train]'), or export it to a torch-free bundle with `onboard export`"
-            ) from exc
-        policy = VLAPolicy(path, **opts)
-    return describe(policy, kind, str(path))
+# ---------------------------------------------------------------------------------------------------------------------
+# The built-in kinds (registration order = detection order)
+
+
+def _threads(threads: int | None) -> dict[str, int]:
+    return {} if threads is None else {"threads": threads}
+
+
+def _load_onnx(path: str | Path, *, threads: int | None = None) -> Policy:
+    from policies.onnx_policy import OnnxVLAPolicy
+
+    return OnnxVLAPolicy(path, **_threads(threads))
+
+
+def _load_lerobot(path: str | Path, *, threads: int | None = None) -> Policy:
+    from policies.lerobot_policy import LeRobotPolicy
+
+    return LeRobotPolicy(path)
+
+
+def _load_vla(path: str | Path, *, threads: int | None = None) -> Policy:
+    try:
+        from policies.vla.policy import VLAPolicy
+    except ImportError as exc:
+        raise ImportError(
+            f"{path} is a torch VLA checkpoint (no bundle.json): running it needs torch (pip install "
+            "'onboard[train]'), or export it to a torch-free bundle with `onboard export`"
+        ) from exc
+    return VLAPolicy(path, **_threads(threads))
+
+
+register_policy_kind(
+    PolicyKind(
+        "onnx",
+        _load_onnx,
+        detect=lambda folder: (folder / "bundle.json").is_file(),
+        exact_size=True,
+        help="our ONNX bundle (onnxruntime, no torch): a folder with bundle.json",
+    )
+)
+register_policy_kind(
+    PolicyKind(
+        "lerobot",
+        _load_lerobot,
+        detect=is_lerobot_checkpoint,
+        help="a LeRobot checkpoint (ACT, Diffusion, SmolVLA, ...): a config.json with a policy type",
+    )
+)
+register_policy_kind(PolicyKind("vla", _load_vla, help="our torch VLA checkpoint (needs torch)"))
+
+KINDS = policy_kinds(on_robot=True)  # the built-in kinds, all loaded from a folder: `onboard run`'s choices

@@ -359,7 +359,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         def evaluate(checkpoint, step):
             from onboard.eval.episodes import evaluate_checkpoint
-            from robot.policy_factories import make_runner, policy_and_size
+            from onboard.eval.factories import make_runner, policy_and_size
 
             # validation seeds: neither the data generation's layouts nor `onboard eval`'s (from 100000)
             return evaluate_checkpoint(
@@ -467,15 +467,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return rc
         print()
     from onboard.demo.policy import DemoError, run_policy_demo
-    from robot.policy_factories import make_runner, policy_and_size
 
     print("the bundled model drives the simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
     try:
         result = run_policy_demo(
             args.instruction,
             args.bundle,
-            load_policy=policy_and_size,
-            make_runner=make_runner,
             seed=args.seed,
             out=args.out,
             latency=args.latency,
@@ -489,12 +486,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from onboard.eval.evaluate import config_from_args, evaluate
+    from onboard.eval.config import EvalConfig
+    from onboard.eval.evaluate import evaluate
     from onboard.eval.workers import EvalWorkerError
-    from robot.policy_factories import detect_policy_type, make_runner, policy_and_size
+    from robot.policy_loader import detect_policy_type
 
     try:
-        evaluate(config_from_args(args, detect_policy_type), load_policy=policy_and_size, make_runner=make_runner)
+        cfg = EvalConfig(
+            policy_path=args.policy_path,
+            policy_type=args.policy_type or detect_policy_type(args.policy_path),
+            task=args.task,
+            color=args.color,
+            instruction=args.instruction,
+            split=args.split,
+            n=args.n,
+            seed0=args.seed0,
+            latency=args.latency,
+            runner=args.runner,
+            refill_at=args.refill_at,
+            blend_steps=args.blend_steps,
+            videos=args.videos,
+            output_dir=args.output_dir,
+            num_envs=args.num_envs,
+            safety=args.safety == "on",
+        )
+        evaluate(cfg)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,10 +5,9 @@
 One episode on the mirrored stack (``SO101Env``: MuJoCo twin, emulated servos, the real driver), with the ONNX
 bundle (``policies.onnx_policy.OnnxVLAPolicy``: onnxruntime, no torch) behind the runtime's ``AsyncRunner``
 (``onboard.eval.episodes.run_episode_with_runner``; emulated inference latency on the sim clock, 0 ms by default). The
-policy and the runner come from the factories the caller passes (``robot.policy_factories.policy_and_size`` with
-kind "onnx", and ``make_runner``; sim/ imports nothing of policies/). The
-episode is written as a video (front and wrist views side by side) and the run is summarised: success and time to
-success, wall time, inference latency.
+policy and the runner come from factories (by default ``onboard.eval.factories.policy_and_size`` with kind "onnx",
+and ``make_runner``). The episode is written as a video (front and wrist views side by side) and the run is
+summarised: success and time to success, wall time, inference latency.
 
 The policy gets the instruction exactly as typed. The simulator, though, must know which task and cube to judge
 success by: ``judge_instruction`` guesses them from keywords (a colour word; box/tray/bin/basket/container: place;
@@ -26,10 +25,13 @@ from typing import Any
 import numpy as np
 
 import policies
-from onboard.eval.episodes import LoadPolicy, MakeRunner
-from onboard.eval.evaluate import VideoEnv
+from onboard.eval.episodes import LoadPolicy, MakeRunner, run_episode_with_runner
+from onboard.eval.factories import make_runner as _make_runner
+from onboard.eval.factories import policy_and_size
+from onboard.video import VideoEnv, write_mp4
 from robot.latency import parse_latency as _parse_latency
 from sim import tasks as T
+from sim.envs.env import SO101Env
 
 DEFAULT_INSTRUCTION = "pick up the red cube"
 DEFAULT_BUNDLE = Path(policies.__file__).resolve().parent / "bundled" / "so101_vla"
@@ -83,8 +85,8 @@ def run_policy_demo(
     instruction: str = DEFAULT_INSTRUCTION,
     bundle: str | Path | None = None,
     *,
-    load_policy: LoadPolicy,
-    make_runner: MakeRunner,
+    load_policy: LoadPolicy = policy_and_size,
+    make_runner: MakeRunner = _make_runner,
     seed: int = 0,
     out: str | Path = "outputs/demo.mp4",
     latency: str | float | None = None,
@@ -96,7 +98,8 @@ def run_policy_demo(
 ) -> dict[str, Any]:
     """One episode of the bundled policy on ``instruction`` (module docstring). Raises ``DemoError`` when it cannot
     run; returns what it printed as a dict (``success``, ``time_to_success``, ``wall_s``, ``infer_ms``, ``video``).
-    ``load_policy`` / ``make_runner``: ``robot.policy_factories``'s (the bundle is loaded as kind "onnx")."""
+    ``load_policy`` / ``make_runner``: the factories (default ``onboard.eval.factories``'s; the bundle is loaded as
+    kind "onnx")."""
     bundle = Path(bundle) if bundle is not None else DEFAULT_BUNDLE
     if not (bundle / "bundle.json").is_file():
         raise DemoError(
@@ -107,10 +110,6 @@ def run_policy_demo(
     instruction = instruction.strip() or DEFAULT_INSTRUCTION
     judged_task, judged_color = judge_instruction(instruction, task, color)
     latency_s = parse_latency(latency)
-
-    from onboard.eval.episodes import run_episode_with_runner
-    from onboard.video import write_mp4
-    from sim.envs.env import SO101Env
 
     t_start = time.perf_counter()
     onnx_policy, size = load_policy("onnx", bundle, threads=threads)

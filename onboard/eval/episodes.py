@@ -23,15 +23,13 @@ The expert reads privileged state (cube poses) from ``env`` at the moment ``infe
 is the observation's capture time; the runtime's emulated latency then delays when the chunk becomes usable.
 
 ``run_episode_with_runner(env, policy, "async" | "sync", latency_s, spec, make_runner=...)`` runs one episode of
-``SO101Env`` with the policy behind the runner that ``make_runner`` builds (``robot.policy_factories.make_runner``:
+``SO101Env`` with the policy behind the runner that ``make_runner`` builds (``onboard.eval.factories.make_runner``:
 the runtime's ``AsyncRunner`` or ``SyncRunner``) on the env's sim clock. After a blocking (sync) inference the episode
 skips the control deadlines that passed meanwhile, as ``robot.loop.ControlLoop`` does after an overrun: the arm held
 its last goal for that time.
 
-sim/ imports nothing of policies/ (DESIGN.md): policies and runners come from factories passed in by the composition
-root (``LoadPolicy``, ``MakeRunner`` below; robot/policy_factories.py implements them). ``ExpertChunkPolicy.infer``
-therefore returns a ``Chunk`` (the fields of ``policies.base.ActionChunk``), which ``make_runner`` turns into an
-``ActionChunk`` for the runtime.
+Policies and runners come from factories the caller passes (``LoadPolicy``, ``MakeRunner`` below;
+onboard/eval/factories.py implements them), so tests and scripts can hand in their own.
 """
 
 from __future__ import annotations
@@ -45,14 +43,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from hardware.feetech.errors import FeetechError
+from policies.base import STATE_KEY, ActionChunk
 from robot.errors import SafetyError
 from sim import tasks as T
 from sim.envs.env import SO101Env
-from sim.expert.script import ARM, ExpertConfig, ExpertState, ScriptedExpert
+from sim.expert import ARM, ExpertConfig, ExpertState, ScriptedExpert
 from sim.twin.world import lerobot_to_qpos
 
 JAW_ON_CUBE = 16.0  # gripper units: the jaw reading while the scripted expert holds a cube (~16.3 measured)
-STATE_KEY = "observation.state"  # the observation's joint positions (LeRobot's feature name)
 
 
 class Runner(Protocol):
@@ -70,7 +68,7 @@ class Runner(Protocol):
 
 
 class MakeRunner(Protocol):
-    """``robot.policy_factories.make_runner``: the "async" or "sync" runner around ``policy`` on ``clock``."""
+    """``onboard.eval.factories.make_runner``: the "async" or "sync" runner around ``policy`` on ``clock``."""
 
     def __call__(
         self, kind: str, policy: Any, clock: Any, rate_hz: float, latency: float | None, **kwargs: Any
@@ -78,18 +76,9 @@ class MakeRunner(Protocol):
 
 
 class LoadPolicy(Protocol):
-    """``robot.policy_factories.policy_and_size``: (policy, square camera size in px) of a backend kind and a path."""
+    """``onboard.eval.factories.policy_and_size``: (policy, square camera size in px) of a backend kind and a path."""
 
     def __call__(self, kind: str, path: Any, *, threads: int | None = ...) -> tuple[Any, int]: ...
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A chunk of actions with the fields of ``policies.base.ActionChunk`` (``make_runner`` converts it)."""
-
-    actions: np.ndarray
-    t_obs: float | None = None
-    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class ExpertChunkPolicy:
@@ -120,7 +109,7 @@ class ExpertChunkPolicy:
         self._inputs = []
         self.expert = None
 
-    def infer(self, observation: dict) -> Chunk:
+    def infer(self, observation: dict) -> ActionChunk:
         if self.spec is None:
             raise RuntimeError("call reset(task) before infer()")
         fps = self.env.fps
@@ -157,7 +146,7 @@ class ExpertChunkPolicy:
             self._inputs.append(predicted)
             actions.append(expert.act(_copy(predicted), (n + k) / fps))
         self.expert = expert
-        return Chunk(np.stack(actions).astype(np.float32), t_obs=t_obs, metadata={"phase": expert.phase})
+        return ActionChunk(np.stack(actions).astype(np.float32), t_obs=t_obs, metadata={"phase": expert.phase})
 
 
 def _copy(state: ExpertState, joints: np.ndarray | None = None) -> ExpertState:
@@ -259,9 +248,9 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Success of a trained VLA checkpoint on ``n`` episodes of ``task`` (seeds from ``seed0``, never used by the
     data generation, which draws its layouts from small seeds), on the mirrored stack. For `onboard train`'s periodic
-    evaluation. ``load_policy`` / ``make_runner``: ``robot.policy_factories.policy_and_size`` / ``make_runner`` (the
+    evaluation. ``load_policy`` / ``make_runner``: ``onboard.eval.factories.policy_and_size`` / ``make_runner`` (the
     VLA is loaded as kind "vla")."""
-    from onboard.eval.expert import spec_for_seed
+    from sim.expert.harness import spec_for_seed
 
     policy, size = load_policy("vla", checkpoint)
     env = SO101Env(task=task, image_size=(size, size))

@@ -1,8 +1,8 @@
 """`onboard eval --num_envs N`: the episodes of an evaluation in N worker processes, each with its own env and policy.
 
 Each worker (a "spawn" process: MuJoCo's EGL context and the runtime's threads do not survive ``fork``) builds the env
-and policy of the config once (``onboard.eval.evaluate.EpisodeRunner``, the serial loop's code, with the ``load_policy``
-and ``make_runner`` factories it was given: top-level functions such as ``robot.policy_factories``'s, which pickle by
+and policy of the config once (``onboard.eval.runner.EpisodeRunner``, the serial loop's code, with the ``load_policy``
+and ``make_runner`` factories it was given: top-level functions such as ``onboard.eval.factories``'s, which pickle by
 reference), then takes episode indices from a shared queue until none are left. Episodes are independent and
 deterministic per seed (the runner runs on the env's own sim clock), so the records, put back in episode order, are
 those of the serial run apart from wall times. Videos are written by whichever worker runs episodes ``0 .. videos - 1``.
@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from onboard.eval.runner import EpisodeRunner, episode_line
 from sim import tasks as T
 
 
@@ -49,9 +50,7 @@ def run_parallel(
 ):
     """The records of ``specs`` (episode order) run by ``min(cfg.num_envs, len(specs))`` workers; ``log`` gets a
     progress line per episode as it finishes. ``load_policy`` / ``make_runner``: picklable factories
-    (``onboard.eval.episodes.LoadPolicy`` / ``MakeRunner``; top-level functions, e.g. ``robot.policy_factories``'s)."""
-    from onboard.eval.evaluate import episode_line
-
+    (``onboard.eval.episodes.LoadPolicy`` / ``MakeRunner``; top-level functions, e.g. ``onboard.eval.factories``'s)."""
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     n_workers = min(cfg.num_envs, len(specs))
@@ -129,8 +128,6 @@ def _worker(w: int, cfg, specs, latency_s, out: str, tasks, results, load_policy
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent terminates the workers
     i = None
     try:
-        from onboard.eval.evaluate import EpisodeRunner
-
         runner = EpisodeRunner(cfg, Path(out), latency_s, load_policy=load_policy, make_runner=make_runner)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)

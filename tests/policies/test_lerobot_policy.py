@@ -189,7 +189,7 @@ def test_onboard_eval_drives_the_simulated_arm_with_a_lerobot_checkpoint(lerobot
     ``run_episode_with_runner``): the untrained ACT's chunks drive the arm for the whole episode without a fault;
     success is not expected."""
     from onboard.cli import main
-    from robot.policy_factories import detect_policy_type
+    from robot.policy_loader import detect_policy_type
 
     ckpt = str(lerobot_files["act"])
     assert detect_policy_type(ckpt) == "lerobot"

@@ -4,8 +4,7 @@ taken for LeRobot checkpoints (`onboard eval` / `onboard run` pick the backend f
 import json
 
 from policies.lerobot_policy import is_lerobot_checkpoint
-from robot.policy_factories import detect_policy_type
-from robot.policy_loader import policy_kind
+from robot.policy_loader import detect_policy_type, policy_kind
 
 
 def _folder(tmp_path, name, files):

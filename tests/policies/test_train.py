@@ -121,7 +121,7 @@ def test_trained_checkpoint_behind_the_policy_seam(tmp_path):
 
 def test_periodic_evaluation_in_simulation_runs_a_checkpoint(tmp_path):
     from onboard.eval.episodes import evaluate_checkpoint
-    from robot.policy_factories import make_runner, policy_and_size
+    from onboard.eval.factories import make_runner, policy_and_size
 
     data = make_dataset(tmp_path / "ds", episodes=1, frames=10)
     cfg = TrainConfig(

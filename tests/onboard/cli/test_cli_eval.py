@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from onboard.cli import main
-from onboard.eval.evaluate import parse_latency, wilson_interval
+from onboard.eval.stats import wilson_interval
+from robot.latency import parse_latency
 from sim import tasks as T
 
 

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from onboard.cli import main
-from onboard.eval.evaluate import EvalConfig, specs_for
+from onboard.eval.config import EvalConfig, specs_for
+from onboard.eval.factories import make_runner, policy_and_size
 from onboard.eval.workers import EvalWorkerError, run_parallel
-from robot.policy_factories import make_runner, policy_and_size
 
 WALL = ("wall_s", "runner_stats")  # wall times (the runner's stats hold infer wall times)
 
@@ -58,8 +58,8 @@ def test_episode_does_not_depend_on_the_episodes_before():
     """Workers run different histories of episodes than the serial loop: an episode must not depend on them (the
     emulated servo wire's timing once carried over a reset)."""
     from onboard.eval.episodes import ExpertChunkPolicy, run_episode_with_runner
-    from onboard.eval.expert import spec_for_seed
     from sim.envs.env import SO101Env
+    from sim.expert.harness import spec_for_seed
 
     *before, spec = (spec_for_seed("pick", 100000 + i, ("red", "green", "blue"), "train") for i in range(4))
     results = []
