@@ -1,7 +1,8 @@
 """Emulated Feetech STS3215 servos on an emulated bus, byte-faithful to the real protocol (hardware.md §1-3).
 
-- ``EmulatedServo`` (servo.py): one servo: register memory, EEPROM flash + Lock, instruction semantics, controller,
-  protections.
+- ``EmulatedServo`` (servo.py): one servo: register memory, EEPROM flash + Lock, instruction semantics; its
+  readings, controller and protections are ``ServoControl`` (control.py); register addresses and the factory image
+  are in memory.py.
 - ``Plant``/``SimpleMotor`` (motor.py): what moves behind the servo; MuJoCo joints plug in here.
 - ``SimBus`` (bus.py): servos on one wire: broadcast and sync instructions, baud matching, wire-time model.
 - ``FaultProfile`` (faults.py): dropped/corrupted/late replies, unplugged servos, overload, low voltage.

@@ -295,4 +295,3 @@ def get_or_create_bus(name: str, factory: Callable[[], SimBus]) -> tuple[SimBus,
 def unregister_bus(name: str) -> SimBus | None:
     with _REGISTRY_LOCK:
         return _REGISTRY.pop(name, None)
-

@@ -3,8 +3,8 @@
 This module is the seam between the servo's electronics (``servo.py``: registers, protocol, protections) and the
 physics. The servo turns its registers into a ``MotorCommand`` in the *plant frame* (continuous encoder steps, not
 wrapped, no homing offset), and reads back a ``PlantState``. ``SimpleMotor`` is a small first-principles model good
-enough for bus-level tests; a MuJoCo joint (``sim.twin.joint_plant``) implements the same ``Plant`` protocol, with ``advance`` a no-op
-because the world steps itself.
+enough for bus-level tests; a MuJoCo joint (``sim.twin.joint_plant``) implements the same ``Plant`` protocol, with
+``advance`` a no-op because the world steps itself.
 
 ``SimpleMotor`` in one paragraph: a trapezoidal profile (``max_velocity``, ``acceleration``) moves a reference point
 toward the target; a proportional controller turns the tracking error into a PWM duty ``u`` (``kp`` x 0.001 per step,
