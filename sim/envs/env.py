@@ -35,9 +35,11 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from robot.arm import Arm, ArmConfig
+from robot.arm import Arm
+from robot.arm_config import ArmConfig
 from robot.calibration import MotorCalibration, save_calibration
-from robot.safety import SafeArm, SafetyConfig
+from robot.safety import SafeArm
+from robot.safety_config import SafetyConfig
 from sim import tasks as T
 from sim.twin.cameras import RenderedCamera
 from sim.twin.so101 import SimulatedSO101

@@ -8,7 +8,8 @@ import logging
 import numpy as np
 import pytest
 
-from robot.arm import ARM_SPECS, Arm, ArmConfig, calibration_file
+from robot.arm import Arm
+from robot.arm_config import ARM_SPECS, ArmConfig, calibration_file
 from robot.calibration import MotorCalibration, load_calibration
 from robot.errors import (
     ArmConfigError,

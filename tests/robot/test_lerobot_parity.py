@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from onboard.cli.calibrate import run_calibration
-from robot.arm import Arm, ArmConfig
+from robot.arm import Arm
+from robot.arm_config import ArmConfig
 from tests.conftest import require
 from tests.simarm import NAMES, ScriptedPerson
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot.arm import Arm, ArmConfig
+from robot.arm import Arm
+from robot.arm_config import ArmConfig
 from robot.calibration import MotorCalibration, save_calibration
 from robot.errors import (
     EmergencyStopError,
@@ -21,7 +22,8 @@ from robot.errors import (
     StallError,
 )
 from robot.loop import ControlLoop
-from robot.safety import BLOCK_LENGTH, SafeArm, SafetyConfig
+from robot.safety import BLOCK_LENGTH, SafeArm
+from robot.safety_config import SafetyConfig
 from sim.twin.so101 import SimulatedSO101
 
 NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")

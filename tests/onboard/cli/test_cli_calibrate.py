@@ -11,7 +11,7 @@ import pytest
 
 import onboard.cli as cli
 from onboard.cli.calibrate import TerminalConsole, range_table, run_calibration
-from robot.arm import ArmConfig
+from robot.arm_config import ArmConfig
 from robot.calibration import RangeSample, load_calibration, read_servo_calibration
 from tests.simarm import NAMES, ScriptedPerson
 

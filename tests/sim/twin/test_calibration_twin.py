@@ -8,7 +8,8 @@ import pytest
 
 from onboard.cli import main
 from onboard.cli.calibrate import run_calibration
-from robot.arm import Arm, ArmConfig
+from robot.arm import Arm
+from robot.arm_config import ArmConfig
 from sim.twin.person import SimulatedPerson
 from sim.twin.so101 import SimulatedSO101
 from sim.twin.world import JOINT_NAMES, qpos_to_lerobot
