@@ -5,6 +5,7 @@ rate and the bytes on the wire (plus a latency margin for the USB-serial adapter
 timeout (``select`` underneath), never a spin. Checksum errors and timeouts are retried a bounded number of times and
 counted in ``bus.stats``; fault bits in a status packet become a ``ServoError`` naming the servo and the fault.
 
+Setting servos up (scan, id, baud rate, EEPROM writes) is ``ServoAssembly`` (``assembly.py``), which the bus is.
 The driver knows protocols and registers only: no arms, joints or units (those live in robot/).
 """
 
@@ -14,11 +15,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import serial
 
 from hardware.feetech import protocol as proto
+from hardware.feetech.assembly import ServoAssembly
 from hardware.feetech.errors import (
     BusTimeoutError,
     ChecksumError,
@@ -28,7 +29,7 @@ from hardware.feetech.errors import (
     ServoError,
 )
 from hardware.feetech.protocol import BROADCAST_ID, PacketDecoder, StatusPacket
-from hardware.feetech.tables import BAUD_CODES, BAUD_RATES, MODEL_NUMBERS, REGISTERS, Register, register
+from hardware.feetech.tables import Register, register
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,7 @@ class BusStats:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class FoundServo:
-    baudrate: int
-    id: int
-    model_number: int
-    firmware: str
-
-    @property
-    def model(self) -> str:
-        return MODEL_NUMBERS.get(self.model_number, f"unknown model {self.model_number}")
-
-
-class FeetechBus:
+class FeetechBus(ServoAssembly):
     """Feetech STS bus driver.
 
     ``port`` is a pyserial-compatible object (``serial.Serial``, ``serial.serial_for_url(...)``, an emulator port) or
@@ -385,99 +374,3 @@ class FeetechBus:
             for item in decoder.feed(chunk):
                 if isinstance(item, StatusPacket):
                     found[item.id] = item.error
-
-    # ----------------------------------------------------------------------------------------- for assembling arms
-    def model_number(self, servo_id: int) -> int:
-        return self.read(servo_id, "Model_Number", check_status=False)
-
-    def firmware_version(self, servo_id: int) -> str:
-        v = self.read_registers(servo_id, ["Firmware_Major_Version", "Firmware_Minor_Version"], check_status=False)
-        return f"{v['Firmware_Major_Version']}.{v['Firmware_Minor_Version']}"
-
-    def scan(
-        self,
-        ids: Iterable[int] = range(0, proto.SCAN_MAX_ID + 1),
-        baudrates: Iterable[int] | None = None,
-        *,
-        progress: Callable[[int, int], Any] | None = None,
-    ) -> list[FoundServo]:
-        """Find servos across baud rates and ids. At each baud rate a broadcast PING first tells whether anything
-        listens there (any bytes back); only then is each id pinged. Restores the bus baud rate afterwards."""
-        ids = list(ids)
-        found: list[FoundServo] = []
-        saved = self._baudrate
-        try:
-            for baud in baudrates if baudrates is not None else BAUD_RATES.values():
-                self.baudrate = baud
-                if progress:
-                    progress(baud, -1)
-                if not self._anything_listens():
-                    continue
-                for servo_id in ids:
-                    if progress:
-                        progress(baud, servo_id)
-                    if self.try_ping(servo_id, retries=1):
-                        found.append(
-                            FoundServo(baud, servo_id, self.model_number(servo_id), self.firmware_version(servo_id))
-                        )
-        finally:
-            self.baudrate = saved
-        return found
-
-    def _anything_listens(self) -> bool:
-        port = self.port
-        port.reset_input_buffer()
-        port.write(proto.ping(BROADCAST_ID))
-        self._set_timeout(self.timeout_for(6, 6 * 4, 4))
-        return bool(port.read(1))
-
-    def unlock_eeprom(self, servo_id: int) -> None:
-        """Torque off and Lock = 0, so EEPROM writes are saved (the servo refuses to keep them otherwise)."""
-        self.write(servo_id, "Torque_Enable", 0, check_status=False)
-        self.write(servo_id, "Lock", 0, check_status=False)
-
-    def lock_eeprom(self, servo_id: int) -> None:
-        self.write(servo_id, "Lock", 1, check_status=False)
-
-    def write_eeprom(self, servo_id: int, reg: str | int | Register, value: int) -> None:
-        """Write an EEPROM register so that it survives a power cycle (unlock, write, lock)."""
-        self.unlock_eeprom(servo_id)
-        try:
-            self.write(servo_id, reg, value, check_status=False)
-        finally:
-            self.lock_eeprom(servo_id)
-
-    def set_id(self, old_id: int, new_id: int) -> None:
-        """Give a servo a new id, persistently. Refuses if another servo already answers at ``new_id``."""
-        REGISTERS["ID"].check_range(new_id)
-        if new_id == BROADCAST_ID:
-            raise FeetechError("254 is the broadcast id; choose 0..253")
-        if old_id == new_id:
-            return
-        self.ping(old_id)
-        if self.try_ping(new_id, retries=1):
-            raise FeetechError(
-                f"another servo already answers at id {new_id}: connect only the servo you are setting up"
-            )
-        self.unlock_eeprom(old_id)
-        self.write(old_id, "ID", new_id, check_status=False)  # the reply still comes from the old id
-        try:
-            self.ping(new_id)
-        finally:
-            self.lock_eeprom(new_id)
-
-    def set_baudrate(self, servo_id: int, baudrate: int) -> None:
-        """Set one servo's baud rate persistently and check that it answers at the new rate. The bus goes back to
-        its own baud rate afterwards (the other servos on it have not changed)."""
-        if baudrate not in BAUD_CODES:
-            raise FeetechError(f"STS servos support {sorted(BAUD_CODES)} baud, not {baudrate}")
-        saved = self._baudrate
-        self.ping(servo_id)
-        self.unlock_eeprom(servo_id)
-        self.write(servo_id, "Baud_Rate", BAUD_CODES[baudrate], check_status=False)
-        try:
-            self.baudrate = baudrate
-            self.ping(servo_id)
-            self.lock_eeprom(servo_id)
-        finally:
-            self.baudrate = saved
