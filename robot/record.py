@@ -1,7 +1,6 @@
 """Recording demonstrations: LeRobot's ``lerobot-record`` flow on our teleop loop and crash-safe dataset writer.
 
-    with record_session(rig, config) as session:     # connects the arms, SafeArm, the cameras, opens the dataset
-        report = session.run()
+    report = record(rig, config, robot=ArmConfig(...), teleop=ArmConfig(...))   # connects, records, disconnects
 
 Flow (LeRobot 0.4.4 ``lerobot-record``, reference §6): for each of ``num_episodes`` episodes, teleoperate for
 ``episode_time_s`` recording one frame per tick: ``observation.state`` (the follower's positions, read *before* the
@@ -11,254 +10,35 @@ teleoperates without recording. Differences from LeRobot: an episode is saved (c
 ends, before the reset phase, so a crash loses at most the episode in progress; "re-record" therefore applies to the
 episode being recorded (pressed during a reset it is ignored).
 
-Controls (``RecordControls``): right arrow or ``n`` ends the episode (or the reset) early; left arrow or ``r`` ends
-it and records it again (discarded); Esc or ``q`` stops recording (the episode in progress is saved). Headless: a
-control file (``next``, ``rerecord`` or ``stop`` written into it; read and removed), or signals: SIGINT/SIGTERM stop
-after saving the episode in progress (a second SIGINT interrupts at once), SIGUSR1 = next, SIGUSR2 = re-record.
+Controls (``robot.controls.RecordControls``): right arrow or ``n`` ends the episode (or the reset) early; left
+arrow or ``r`` ends it and records it again (discarded); Esc or ``q`` stops recording (the episode in progress is
+saved). Headless: a control file (``next``, ``rerecord`` or ``stop`` written into it; read and removed), or signals:
+SIGINT/SIGTERM stop after saving the episode in progress (a second SIGINT interrupts at once), SIGUSR1 = next,
+SIGUSR2 = re-record.
 
-``EpisodeHooks`` let the composition root put a world around the loop (the simulation lays out a new scene with a
-fresh task at each reset, and its instruction becomes the episode's task); on a real robot there are none.
+The rig's ``EpisodeHooks`` (``robot.rig``) let the composition root put a world around the loop (the simulation
+lays out a new scene with a fresh task at each reset, and its instruction becomes the episode's task); on a real
+robot there are none.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import select
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from hardware.camera import Camera
 from policies.dataset import DatasetWriter
-from robot.arm import Arm, ArmConfig
-from robot.clock import Clock, WallClock
-from robot.safety import SafeArm, SafetyConfig
+from robot.arm_config import ArmConfig
+from robot.controls import RecordControls
+from robot.rig import EpisodeHooks, Rig, connected_arms
+from robot.safety_config import SafetyConfig
 from robot.teleop import Teleoperator, TeleopSample
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------------------- controls
-class RecordControls:
-    """Flags the record loop polls: ``exit_early`` (end the episode/reset now), ``rerecord``, ``stop``. Thread-safe
-    enough for flags set from a listener thread or a signal handler. ``poll()`` reads the non-threaded sources."""
-
-    def __init__(self) -> None:
-        self.exit_early = False
-        self.rerecord = False
-        self.stop = False
-        self.estop = False
-        self._sources: list[Callable[[], None]] = []
-        self._closers: list[Callable[[], None]] = []
-
-    def press(self, command: str) -> None:
-        """``next``, ``rerecord`` or ``stop`` (what a key, a control file line or a signal means)."""
-        command = command.strip().lower()
-        if command in ("next", "n", "right"):
-            self.exit_early = True
-        elif command in ("rerecord", "r", "left"):
-            self.rerecord = True
-            self.exit_early = True
-        elif command in ("stop", "q", "esc", "escape"):
-            self.stop = True
-            self.exit_early = True
-        elif command in ("estop", "e", "space", " "):
-            # emergency stop: torque off now, discard the episode in progress, end the session
-            self.estop = True
-            self.rerecord = True
-            self.stop = True
-            self.exit_early = True
-        elif command:
-            log.warning("unknown record control %r (use next, rerecord, stop or estop)", command)
-
-    def poll(self) -> None:
-        for source in self._sources:
-            source()
-
-    def clear_episode(self) -> None:
-        self.exit_early = False
-        self.rerecord = False
-
-    def add_source(self, poll: Callable[[], None], close: Callable[[], None] | None = None) -> None:
-        self._sources.append(poll)
-        if close is not None:
-            self._closers.append(close)
-
-    def close(self) -> None:
-        closers, self._closers = self._closers, []
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                close()
-        self._sources = []
-
-    # sources ------------------------------------------------------------------------------------------------------
-    def watch_file(self, path: str | Path) -> None:
-        """Commands written into ``path`` (one a line) are read at the next poll, then the file is removed."""
-        path = Path(path)
-
-        def poll() -> None:
-            try:
-                text = path.read_text()
-                path.unlink()
-            except (FileNotFoundError, OSError):
-                return
-            for line in text.splitlines():
-                self.press(line)
-
-        self.add_source(poll)
-
-    def handle_signals(self) -> None:
-        """SIGINT/SIGTERM: stop after saving the episode in progress (a second SIGINT raises KeyboardInterrupt);
-        SIGUSR1: next; SIGUSR2: re-record. Main thread only; the previous handlers come back on ``close()``."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_stop(signum, frame) -> None:
-            if self.stop and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.press("stop")
-
-        handlers = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop}
-        if hasattr(signal, "SIGUSR1"):
-            handlers[signal.SIGUSR1] = lambda s, f: self.press("next")
-            handlers[signal.SIGUSR2] = lambda s, f: self.press("rerecord")
-        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-
-        def restore() -> None:
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-
-        self._closers.append(restore)
-
-    def watch_keyboard(self) -> str | None:
-        """Keys from a terminal on stdin (read without blocking, in cbreak mode), or else from pynput when a
-        display is available. Returns which one is listening (None: no keyboard)."""
-        if _stdin_is_tty():
-            self._watch_tty()
-            return "terminal"
-        if os.environ.get("DISPLAY") or sys.platform in ("darwin", "win32"):
-            try:
-                from pynput import keyboard
-            except Exception:  # pynput missing, or no usable backend
-                return None
-
-            def on_press(key) -> None:
-                if key == keyboard.Key.right:
-                    self.press("next")
-                elif key == keyboard.Key.left:
-                    self.press("rerecord")
-                elif key == keyboard.Key.esc:
-                    self.press("stop")
-                elif key == keyboard.Key.space:
-                    self.press("estop")
-                elif getattr(key, "char", None) in ("n", "r", "q", "e"):
-                    self.press(key.char)
-
-            listener = keyboard.Listener(on_press=on_press)
-            listener.start()
-            self._closers.append(listener.stop)
-            return "pynput"
-        return None
-
-    @staticmethod
-    def parse_keys(data: bytes) -> list[str]:
-        """Key bytes read from the terminal -> commands (subclasses map keys their own way)."""
-        return parse_keys(data)
-
-    def _watch_tty(self) -> None:
-        import termios
-        import tty
-
-        fd = sys.stdin.fileno()
-        saved = termios.tcgetattr(fd)
-        tty.setcbreak(fd)
-
-        def poll() -> None:
-            data = b""
-            while select.select([fd], [], [], 0)[0]:
-                chunk = os.read(fd, 64)
-                if not chunk:
-                    break
-                data += chunk
-            for command in self.parse_keys(data):
-                self.press(command)
-
-        self.add_source(poll, lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved))
-
-
-def _stdin_is_tty() -> bool:
-    try:
-        return sys.platform != "win32" and sys.stdin is not None and os.isatty(sys.stdin.fileno())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def parse_keys(data: bytes) -> list[str]:
-    """Terminal bytes -> commands: ESC [ C (right) / n: next; ESC [ D (left) / r: rerecord; a lone ESC / q: stop;
-    space / e: emergency stop (torque off at once)."""
-    out: list[str] = []
-    i = 0
-    while i < len(data):
-        if data[i : i + 3] == b"\x1b[C" or data[i : i + 3] == b"\x1bOC":
-            out.append("next")
-            i += 3
-        elif data[i : i + 3] == b"\x1b[D" or data[i : i + 3] == b"\x1bOD":
-            out.append("rerecord")
-            i += 3
-        elif data[i : i + 1] == b"\x1b" and data[i + 1 : i + 2] in (b"[", b"O"):
-            i += 3  # another escape sequence (up/down ...): ignored
-        else:
-            key = data[i : i + 1]
-            command = {b"\x1b": "stop", b"q": "stop", b"n": "next", b"r": "rerecord", b" ": "estop", b"e": "estop"}.get(
-                key.lower()
-            )
-            if command:
-                out.append(command)
-            i += 1
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------- hooks
-class EpisodeHooks(Protocol):
-    """A world around the recording (the simulation); a real robot has none."""
-
-    def begin_episode(self, index: int) -> str | None:
-        """Episode ``index`` (the dataset's episode index) starts now; return its task string, or None."""
-
-    def end_episode(self) -> None:
-        """The episode ended (saved, discarded or stopped)."""
-
-    def begin_reset(self, next_index: int) -> None:
-        """A reset phase starts (the scene is laid out again for episode ``next_index``)."""
-
-
-@dataclass
-class Rig:
-    """The devices a recording or a teleop session uses, as the composition root built them: the follower's and the
-    leader's ports, cameras (not yet connected), the clock, and optional episode hooks. ``close()`` releases what
-    the builder made (a simulation)."""
-
-    robot_port: str
-    teleop_port: str | None = None
-    cameras: dict[str, Camera] = field(default_factory=dict)
-    clock: Clock = field(default_factory=WallClock)
-    hooks: EpisodeHooks | None = None
-    encoder_queue_size: int | None = None  # frames a video encoder may fall behind (sim: a whole episode)
-    on_close: Callable[[], None] | None = None
-
-    def close(self) -> None:
-        if self.on_close is not None:
-            on_close, self.on_close = self.on_close, None
-            on_close()
 
 
 # --------------------------------------------------------------------------------------------------------- config
@@ -431,39 +211,6 @@ class RecordSession:
         self.controls.rerecord = False  # LeRobot re-records the previous episode here; ours is already saved
 
 
-@contextlib.contextmanager
-def connected_arms(
-    rig: Rig,
-    *,
-    robot: ArmConfig,
-    teleop: ArmConfig | None,
-    safety: SafetyConfig | None = None,
-) -> Iterator[tuple[SafeArm, Arm | None]]:
-    """Connect the follower (inside ``SafeArm``: torque off on the way out) and the leader, and the cameras."""
-    follower = Arm(robot)
-    leader = Arm(teleop) if teleop is not None else None
-    connected: list[Camera] = []
-    try:
-        follower.connect()
-        if leader is not None:
-            leader.connect()
-        for cam in rig.cameras.values():
-            cam.connect()
-            connected.append(cam)
-        with SafeArm(follower, rig.clock, safety) as safe:
-            yield safe, leader
-    finally:
-        for cam in connected:
-            with contextlib.suppress(Exception):
-                cam.disconnect()
-        for arm in (leader, follower):
-            if arm is not None:
-                try:
-                    arm.disconnect()
-                except Exception as exc:  # keep the original error, if any
-                    log.error("disconnecting %r: %s", arm, exc)
-
-
 def open_writer(config: RecordConfig, features: dict[str, dict], robot_type: str, queue_size: int | None):
     """Create the dataset, or with ``resume`` continue it (after a repair of what a crash left), checking that
     fps, robot type and features match (LeRobot's ``sanity_check_dataset_robot_compatibility``)."""
@@ -528,38 +275,3 @@ def record(
             return session.run()
         finally:
             writer.close()
-
-
-def episode_actions(root: str | Path, episode: int) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(actions float32 (n, d), observation.state (n, d) or None, fps) of one episode of a LeRobot v3.0 dataset
-    (ours or LeRobot's: episodes may share data files)."""
-    import pyarrow.parquet as pq
-
-    root = Path(root)
-    info = json.loads((root / "meta" / "info.json").read_text())
-    total = int(info["total_episodes"])
-    if not 0 <= episode < total:
-        raise ValueError(f"{root} has episodes 0..{total - 1}, not {episode}")
-    row = None
-    for path in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
-        table = pq.read_table(path, columns=["episode_index", "data/chunk_index", "data/file_index"]).to_pylist()
-        row = next((r for r in table if r["episode_index"] == episode), None)
-        if row is not None:
-            break
-    if row is None:
-        raise ValueError(f"episode {episode} is not in {root}/meta/episodes")
-    data_path = root / info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
-    columns = ["episode_index", "frame_index", "action"]
-    has_state = "observation.state" in info["features"]
-    if has_state:
-        columns.append("observation.state")
-    table = pq.read_table(data_path, columns=columns)
-    ep = np.asarray(table.column("episode_index").to_numpy())
-    order = np.argsort(np.asarray(table.column("frame_index").to_numpy())[ep == episode], kind="stable")
-
-    def vectors(name: str) -> np.ndarray:
-        values = table.column(name).to_pylist()
-        arr = np.asarray([v for v, e in zip(values, ep, strict=True) if e == episode], dtype=np.float32)
-        return arr[order]
-
-    return vectors("action"), vectors("observation.state") if has_state else None, int(info["fps"])

@@ -4,10 +4,13 @@ step).
 
     result = replay_episode(safe, clock, root, episode=0)
     result.states        # float32 (n, 6): the follower's positions read at each step, before the step's action
+
+``episode_actions`` reads one episode's actions (and recorded states) from a LeRobot v3.0 dataset, ours or LeRobot's.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +18,42 @@ import numpy as np
 
 from robot.clock import Clock
 from robot.loop import ControlLoop, LoopStats, Tick
-from robot.record import episode_actions
 from robot.safety import SafeArm
+
+
+def episode_actions(root: str | Path, episode: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(actions float32 (n, d), observation.state (n, d) or None, fps) of one episode of a LeRobot v3.0 dataset
+    (ours or LeRobot's: episodes may share data files)."""
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    total = int(info["total_episodes"])
+    if not 0 <= episode < total:
+        raise ValueError(f"{root} has episodes 0..{total - 1}, not {episode}")
+    row = None
+    for path in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        table = pq.read_table(path, columns=["episode_index", "data/chunk_index", "data/file_index"]).to_pylist()
+        row = next((r for r in table if r["episode_index"] == episode), None)
+        if row is not None:
+            break
+    if row is None:
+        raise ValueError(f"episode {episode} is not in {root}/meta/episodes")
+    data_path = root / info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+    columns = ["episode_index", "frame_index", "action"]
+    has_state = "observation.state" in info["features"]
+    if has_state:
+        columns.append("observation.state")
+    table = pq.read_table(data_path, columns=columns)
+    ep = np.asarray(table.column("episode_index").to_numpy())
+    order = np.argsort(np.asarray(table.column("frame_index").to_numpy())[ep == episode], kind="stable")
+
+    def vectors(name: str) -> np.ndarray:
+        values = table.column(name).to_pylist()
+        arr = np.asarray([v for v, e in zip(values, ep, strict=True) if e == episode], dtype=np.float32)
+        return arr[order]
+
+    return vectors("action"), vectors("observation.state") if has_state else None, int(info["fps"])
 
 
 @dataclass

@@ -36,12 +36,13 @@ import numpy as np
 from hardware.camera import Frame
 from policies.base import STATE_KEY, TASK_KEY
 from policies.runtime import AsyncRunner
-from robot.arm import ArmConfig
+from robot.arm_config import ArmConfig
+from robot.controls import RecordControls, RunControls
 from robot.errors import RobotError, SafetyError
 from robot.loop import CameraTap, ControlLoop, LoopStats, Tick
 from robot.policy_loader import LoadedPolicy, describe
-from robot.record import RecordControls, Rig, connected_arms
-from robot.safety import SafetyConfig
+from robot.rig import Rig, connected_arms
+from robot.safety_config import SafetyConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,34 +87,6 @@ class RunConfig:
             raise ValueError(f"status_every_s must be >= 0, got {self.status_every_s!r}")
         if self.max_policy_failures is not None and self.max_policy_failures < 1:
             raise ValueError(f"max_policy_failures must be >= 1 or None, got {self.max_policy_failures!r}")
-
-
-# ------------------------------------------------------------------------------------------------------- controls
-class RunControls(RecordControls):
-    """``RecordControls`` for a policy run: any of next/stop ends the run; estop stops the arm. On a terminal,
-    Enter, ``q`` and Esc stop; space and ``e`` are the emergency stop."""
-
-    @staticmethod
-    def parse_keys(data: bytes) -> list[str]:
-        return parse_run_keys(data)
-
-
-def parse_run_keys(data: bytes) -> list[str]:
-    """Terminal bytes -> commands: Enter, ``q`` or a lone Esc: stop; space or ``e``: estop (escape sequences such
-    as arrow keys are ignored)."""
-    out: list[str] = []
-    i = 0
-    while i < len(data):
-        if data[i : i + 1] == b"\x1b" and data[i + 1 : i + 2] in (b"[", b"O"):
-            i += 3
-            continue
-        command = {b"\n": "stop", b"\r": "stop", b"q": "stop", b"\x1b": "stop", b" ": "estop", b"e": "estop"}.get(
-            data[i : i + 1].lower()
-        )
-        if command:
-            out.append(command)
-        i += 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------- checks

@@ -243,7 +243,6 @@ BLOCK_TORCH = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(reason="robot.run still imports robot.record (being cut)")
 def test_the_runtime_path_imports_without_torch_and_without_the_recorder():
     """`onboard run` (its CLI module, the run loop and the ONNX backend) imports with torch blocked, and loads
     neither the dataset writer nor PyAV/pyarrow: the run path does not carry the recorder."""

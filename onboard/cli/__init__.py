@@ -28,7 +28,7 @@ def resolve_port(port: str) -> str:
 def _sim_rig(args: argparse.Namespace):
     """`--robot.port=sim` for record/teleoperate/replay: the simulated follower (with cameras), the expert-driven
     simulated leader and the sim clock."""
-    from sim.rigs.teleop import build_sim_rig_from_args
+    from onboard.cli.rigs import build_sim_rig_from_args
 
     return build_sim_rig_from_args(args)
 
@@ -36,7 +36,7 @@ def _sim_rig(args: argparse.Namespace):
 def _sim_run_rig(args: argparse.Namespace):
     """`--robot.port=sim` for `onboard run`: the simulated follower (cameras at the policy's size), a scene from
     --sim.seed/--sim.task/--sim.color, its success judge (``rig.judge``) and the sim clock; no leader."""
-    from sim.rigs.follower import build_sim_follower_rig_from_args
+    from onboard.cli.rigs import build_sim_follower_rig_from_args
 
     return build_sim_follower_rig_from_args(args)
 
@@ -421,7 +421,8 @@ def _calibrate_simulated_arm(args: argparse.Namespace) -> int:
     """`onboard calibrate --robot.port=sim`: a fresh, uncalibrated simulated arm and a scripted person who moves it."""
     import numpy as np
 
-    from robot.arm import Arm, ArmConfig
+    from robot.arm import Arm
+    from robot.arm_config import ArmConfig
     from sim.twin.person import SimulatedPerson
     from sim.twin.so101 import SimulatedSO101
     from sim.twin.world import qpos_to_lerobot

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from robot.arm import ARM_SPECS, Arm, ArmConfig, arm_spec, calibration_file
+from robot.arm import Arm
+from robot.arm_config import ARM_SPECS, ArmConfig, arm_spec, calibration_file
 from robot.calibration import (
     Calibration,
     Calibrator,

@@ -8,7 +8,8 @@
 
 ``add_parser(sub, port_help, sim_rig=...)``: ``sim_rig(args) -> Rig`` is what the composition root gives for
 ``--robot.port=sim`` (the simulated follower, cameras, leader and clock); real ports get a ``Rig`` of the ports and
-no cameras (camera flags are not parsed yet).
+the cameras of ``--robot.cameras`` (``onboard.cli.rigs``). The recorder (and with it PyAV and pyarrow) is imported
+when `onboard record` runs, not with the parser.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from robot.arm import ArmConfig
-from robot.clock import WallClock
+from onboard.cli.rigs import rig_from_args
+from robot.arm_config import ArmConfig
+from robot.controls import RecordControls
 from robot.errors import RobotError
-from robot.record import RecordConfig, RecordControls, Rig, connected_arms, record
+from robot.rig import Rig, connected_arms
 from robot.teleop import Teleoperator
+
+if TYPE_CHECKING:
+    from robot.record import RecordConfig
 
 
 def _bool(text: str) -> bool:
@@ -111,51 +117,6 @@ def add_parser(
     p.set_defaults(func=cmd_replay)
 
 
-def _rig(args: argparse.Namespace) -> Rig:
-    if args.robot_port == "sim":
-        if args.sim_rig is None:
-            raise RobotError("--robot.port=sim needs the simulation (run through the `onboard` command)")
-        return args.sim_rig(args)
-    cameras = parse_cameras(getattr(args, "robot_cameras", None))
-    return Rig(
-        robot_port=args.robot_port, teleop_port=getattr(args, "teleop_port", None), cameras=cameras, clock=WallClock()
-    )
-
-
-def parse_cameras(spec: str | None) -> dict:
-    """``--robot.cameras`` (LeRobot's flow-style mapping, or JSON) -> {name: OpenCVCamera} (not connected)."""
-    if not spec:
-        return {}
-    try:
-        import yaml
-
-        data = yaml.safe_load(spec)
-    except ImportError:
-        import json
-
-        data = json.loads(spec)
-    except Exception as exc:
-        raise RobotError(f"--robot.cameras is not a mapping I can read ({exc}); example: {CAMERA_EXAMPLE}") from exc
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise RobotError(f"--robot.cameras must map camera names to settings, e.g. {CAMERA_EXAMPLE}")
-    from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
-
-    cameras = {}
-    for name, cfg in data.items():
-        cfg = dict(cfg)
-        kind = cfg.pop("type", "opencv")
-        if kind != "opencv":
-            raise RobotError(f"camera {name!r}: type {kind!r} is not supported yet (opencv is)")
-        try:
-            cameras[str(name)] = OpenCVCamera(OpenCVCameraConfig(**cfg), name=str(name))
-        except (TypeError, ValueError) as exc:
-            raise RobotError(f"camera {name!r}: {exc}") from exc
-    return cameras
-
-
-CAMERA_EXAMPLE = '"{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}}"'
-
-
 def _arms(args: argparse.Namespace, rig: Rig) -> tuple[ArmConfig, ArmConfig | None]:
     robot = ArmConfig(
         type=args.robot_type, port=rig.robot_port, id=args.robot_id, calibration_dir=args.robot_calibration_dir
@@ -177,7 +138,7 @@ def _live_view(args: argparse.Namespace):
     if not getattr(args, "display_data", False):
         yield None
         return
-    from robot.arm import arm_spec
+    from robot.arm_config import arm_spec
     from robot.liveview import LiveView
 
     names = arm_spec(args.robot_type).names
@@ -220,6 +181,8 @@ def _progress(config: RecordConfig):
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from robot.record import RecordConfig, record
+
     config = RecordConfig(
         root=Path(args.dataset_root),
         repo_id=args.dataset_repo_id,
@@ -233,7 +196,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         vcodec=args.dataset_vcodec,
         status_file=Path(args.status_file) if args.status_file else None,
     )
-    rig = _rig(args)
+    rig = rig_from_args(args)
     controls = RecordControls()
     try:
         robot, teleop = _arms(args, rig)
@@ -259,7 +222,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_teleoperate(args: argparse.Namespace) -> int:
-    rig = _rig(args)
+    rig = rig_from_args(args)
     try:
         robot, teleop = _arms(args, rig)
         with connected_arms(rig, robot=robot, teleop=teleop) as (safe, leader):
@@ -287,7 +250,7 @@ def cmd_teleoperate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from robot.replay import replay_episode
 
-    rig = _rig(args)
+    rig = rig_from_args(args)
     try:
         robot, _ = _arms(args, rig)
         with connected_arms(rig, robot=robot, teleop=None) as (safe, _leader):

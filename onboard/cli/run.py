@@ -7,8 +7,8 @@
         --task "pick up the red cube" --sim.seed 3
 
 ``add_parser(sub, port_help, sim_rig=...)``: ``sim_rig(args) -> Rig`` is what the composition root gives for
-``--robot.port=sim`` (the follower twin, rendered cameras at the policy's image size, the sim clock, a scene and
-its success judge as ``rig.judge``).
+``--robot.port=sim``: a ``sim.rigs.follower.SimFollowerRig`` (the follower twin, rendered cameras at the policy's
+image size, the sim clock, a scene as ``rig.spec`` and its success judge as ``rig.judge``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from onboard.cli.record import CAMERA_EXAMPLE, _rig
-from robot.arm import ArmConfig
+from onboard.cli.rigs import CAMERA_EXAMPLE, rig_from_args
+from robot.arm_config import ArmConfig, check_arm_id
+from robot.controls import RunControls
 from robot.errors import RobotError
 from robot.latency import parse_latency
 from robot.policy_loader import KINDS, load_policy
-from robot.record import Rig
-from robot.run import RunConfig, RunControls, check_cameras, format_status, format_summary, run_policy
+from robot.rig import Rig
+from robot.run import RunConfig, check_cameras, format_status, format_summary, run_policy
+
+if TYPE_CHECKING:
+    from sim.rigs.follower import SimFollowerRig
 
 EXIT_CODES = {"safety": 1, "estop": 1, "policy": 1}
 
@@ -41,7 +46,8 @@ def add_parser(
     )
     p.add_argument("--robot.type", dest="robot_type", default="so101_follower", metavar="TYPE")
     p.add_argument("--robot.port", dest="robot_port", required=True, metavar="PORT", help=port_help)
-    p.add_argument("--robot.id", dest="robot_id", required=True, metavar="ID")
+    # required, but checked in cmd_run: check_arm_id's message says what the id is for and how to give it
+    p.add_argument("--robot.id", dest="robot_id", default=None, metavar="ID", help="names the arm's calibration file")
     p.add_argument("--robot.calibration_dir", dest="robot_calibration_dir", default=None)
     p.add_argument(
         "--robot.cameras",
@@ -70,9 +76,20 @@ def add_parser(
     p.set_defaults(func=cmd_run, sim_rig=sim_rig)
 
 
+def _sim_follower(rig: Rig, sim: bool) -> SimFollowerRig | None:
+    """The simulated follower rig behind ``--robot.port=sim`` (its scene, judge and saved calibration); None for a
+    real arm (sim/ is not imported then)."""
+    if not sim:
+        return None
+    from sim.rigs.follower import SimFollowerRig
+
+    return rig if isinstance(rig, SimFollowerRig) else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     sim = args.robot_port == "sim"
     try:
+        check_arm_id(args.robot_id, args.robot_type)
         latency = parse_latency(args.latency)
         if not sim and latency is not None:
             raise ValueError("--latency is emulated on the simulated arm only; on a real arm it is measured")
@@ -85,14 +102,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        rig = _rig(args)
+        rig = rig_from_args(args)
     except (RobotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    scene = _sim_follower(rig, sim)
     controls = RunControls()
     try:
         check_cameras(loaded.cameras, rig.cameras)
-        task = args.task or getattr(getattr(rig, "spec", None), "instruction", None)
+        task = args.task or (scene.spec.instruction if scene is not None else None)
         config = RunConfig(
             task=task or "",
             fps=args.fps,
@@ -105,15 +123,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         robot = ArmConfig(
             type=args.robot_type, port=rig.robot_port, id=args.robot_id, calibration_dir=args.robot_calibration_dir
         )
-        if getattr(rig, "calibration_written", None):
-            print(f"sim: saved the simulated arm's calibration to {rig.calibration_written}", file=sys.stderr)
+        if scene is not None and scene.calibration_written:
+            print(f"sim: saved the simulated arm's calibration to {scene.calibration_written}", file=sys.stderr)
         controls.handle_signals()
         if args.control_file:
             controls.watch_file(args.control_file)
         keys = controls.watch_keyboard() if not sim else None
         if keys:
             print("keys: Enter/q = stop, space/e = EMERGENCY STOP (torque off)", file=sys.stderr)
-        spec = getattr(rig, "spec", None)
+        spec = scene.spec if scene is not None else None
         where = f"the simulated arm ({spec.task} {spec.color}, seed {spec.seed})" if spec else args.robot_port
         print(f"running {loaded.kind} policy {args.policy_path} on {where}: {config.task!r}", file=sys.stderr)
         summary = run_policy(
@@ -122,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             config,
             robot=robot,
             controls=controls,
-            judge=getattr(rig, "judge", None),
+            judge=scene.judge if scene is not None else None,
             on_status=lambda s: print(format_status(s), file=sys.stderr, flush=True),
         )
     except (RobotError, ValueError) as exc:

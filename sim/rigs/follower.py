@@ -14,18 +14,17 @@ calibration step. The scene (task, colour, layout) is drawn from ``seed``; ``tas
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mujoco
 import numpy as np
 
-from robot.calibration import MotorCalibration, load_calibration, save_calibration
-from robot.record import Rig
+from robot.calibration import MotorCalibration, save_calibration
 from sim import tasks as T
-from sim.rigs.teleop import ARM_SEED, CAMERAS, _calibration_path
+from sim.rigs.base import ARM_SEED, CAMERAS, SimRig, install_calibration_file
 from sim.twin.cameras import RenderedCamera
 from sim.twin.physics import World
 from sim.twin.so101 import SimulatedSO101
@@ -81,17 +80,20 @@ def scene_spec(
     return spec
 
 
+@dataclass(kw_only=True)
+class SimFollowerRig(SimRig):
+    """The simulated follower rig: the twin (``sim``), the scene's ``spec``, its ``judge``, and
+    ``calibration_written``: the calibration file this rig saved (a first run on the simulated arm), or None."""
+
+    spec: T.TaskSpec
+    judge: SuccessJudge
+    calibration_written: str | Path | None = None
+
+
 def _install_calibration(follower: SimulatedSO101, path: Path | None) -> bool:
     """Install the file's calibration into the servos; without a file, the factory one (saved to ``path``).
     Returns True when a file was written."""
-    if path is not None and Path(path).is_file():
-        cal = load_calibration(path)
-        follower.install_calibration(
-            {
-                n: {"homing_offset": m.homing_offset, "range_min": m.range_min, "range_max": m.range_max}
-                for n, m in cal.items()
-            }
-        )
+    if install_calibration_file(follower, path):
         return False
     factory = follower.factory_calibration()
     follower.install_calibration(factory)
@@ -117,9 +119,8 @@ def build_sim_follower_rig(
     image_size: tuple[int, int] = (96, 96),
     fps: float = 30.0,
     cameras: tuple[str, ...] = CAMERAS,
-) -> Rig:
-    """The simulated follower rig (module doc). ``rig.sim``: the twin; ``rig.spec``: the scene's ``TaskSpec``;
-    ``rig.judge``: its ``SuccessJudge``; ``rig.calibration_written``: the path saved, or None."""
+) -> SimFollowerRig:
+    """The simulated follower rig (module doc and ``SimFollowerRig``)."""
     follower = SimulatedSO101(seed=ARM_SEED)
     try:
         written = _install_calibration(follower, Path(robot_calibration) if robot_calibration else None)
@@ -135,29 +136,13 @@ def build_sim_follower_rig(
     except BaseException:
         follower.close()
         raise
-    rig = Rig(robot_port=follower.url, cameras=cams, clock=follower.clock, on_close=follower.close)
-    rig.sim = follower  # type: ignore[attr-defined]
-    rig.spec = spec  # type: ignore[attr-defined]
-    rig.judge = SuccessJudge(world, spec)  # type: ignore[attr-defined]
-    rig.calibration_written = robot_calibration if written else None  # type: ignore[attr-defined]
-    return rig
-
-
-def build_sim_follower_rig_from_args(args: argparse.Namespace) -> Rig:
-    """What the composition root calls for `onboard run --robot.port=sim` (flags of ``onboard.cli.run``). With
-    ``--task`` and no ``--sim.task``/``--sim.color``, the task and cube to judge are guessed from the instruction's
-    words (as `onboard demo` does)."""
-    size = int(getattr(args, "sim_image_size", None) or 96)
-    task, color = getattr(args, "sim_task", None), getattr(args, "sim_color", None)
-    instruction = getattr(args, "task", None)
-    if instruction and (task is None or color is None):
-        task, color = T.judge_instruction(instruction, task, color)
-    return build_sim_follower_rig(
-        robot_calibration=_calibration_path(args, "robot"),
-        seed=int(getattr(args, "sim_seed", 0) or 0),
-        task=task,
-        color=color,
-        instruction=instruction,
-        image_size=(size, size),
-        fps=float(getattr(args, "fps", None) or 30.0),
+    return SimFollowerRig(
+        robot_port=follower.url,
+        cameras=cams,
+        clock=follower.clock,
+        on_close=follower.close,
+        sim=follower,
+        spec=spec,
+        judge=SuccessJudge(world, spec),
+        calibration_written=robot_calibration if written else None,
     )

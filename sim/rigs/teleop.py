@@ -14,24 +14,19 @@ calibrated real arm keep it across power cycles. Episode ``i`` of a dataset gets
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
-from robot.arm import ArmConfig
-from robot.calibration import load_calibration
-from robot.record import Rig
 from sim import tasks as T
+from sim.rigs.base import ARM_SEED, CAMERAS, SimRig, install_calibration_file
 from sim.twin.cameras import RenderedCamera
 from sim.twin.disturbance import DISTURBANCE_FADE, DISTURBANCE_FLOOR, JointDisturbance
 from sim.twin.leader import ExpertLeader
 from sim.twin.so101 import SimulatedSO101
-
-CAMERAS = ("front", "wrist")
-ARM_SEED = 0  # the horn offsets `onboard calibrate --robot.port=sim` calibrates
 
 
 class SimEpisodes:
@@ -106,6 +101,15 @@ class SimEpisodes:
         self.layout(next_index)
 
 
+@dataclass(kw_only=True)
+class SimTeleopRig(SimRig):
+    """The simulated teleop rig: the follower twin (``sim``), the expert-driven simulated ``leader`` and the
+    ``SimEpisodes`` hooks that lay out each episode's scene."""
+
+    leader: ExpertLeader
+    hooks: SimEpisodes
+
+
 def build_sim_rig(
     *,
     robot_calibration: str | Path | None = None,
@@ -118,7 +122,7 @@ def build_sim_rig(
     encoder_queue_size: int | None = 100_000,
     disturbance_deg: float = 0.0,
     disturbance_floor: float = DISTURBANCE_FLOOR,
-) -> Rig:
+) -> SimTeleopRig:
     """The simulated rig (module doc). Calibration files that exist are installed into the simulated servos.
     ``encoder_queue_size``: the sim runs faster than real time, so the video encoders may fall behind by a whole
     episode (the default lets them). ``disturbance_deg``: during episodes the follower's arm joints are pushed off
@@ -127,15 +131,8 @@ def build_sim_rig(
     (full strength 3 cm higher; ``sim.disturbance_floor``)."""
     follower = SimulatedSO101(seed=ARM_SEED)
     leader = ExpertLeader(follower, seed=ARM_SEED, rate_hz=fps)
-    for sim_arm, path in ((follower, robot_calibration), (leader.sim, teleop_calibration)):
-        if path is not None and Path(path).is_file():
-            cal = load_calibration(path)
-            sim_arm.install_calibration(
-                {
-                    name: {"homing_offset": m.homing_offset, "range_min": m.range_min, "range_max": m.range_max}
-                    for name, m in cal.items()
-                }
-            )
+    install_calibration_file(follower, robot_calibration)
+    install_calibration_file(leader.sim, teleop_calibration)
     h, w = image_size
     cams = {name: RenderedCamera(follower.world, name, height=h, width=w, fps=fps) for name in cameras}
     hooks = SimEpisodes(
@@ -146,7 +143,7 @@ def build_sim_rig(
         leader.close()
         follower.close()
 
-    rig = Rig(
+    return SimTeleopRig(
         robot_port=follower.url,
         teleop_port=leader.url,
         cameras=cams,
@@ -154,36 +151,6 @@ def build_sim_rig(
         hooks=hooks,
         encoder_queue_size=encoder_queue_size,
         on_close=close,
-    )
-    rig.sim = follower  # type: ignore[attr-defined]  (for tests and tools: the follower twin)
-    rig.leader = leader  # type: ignore[attr-defined]
-    return rig
-
-
-def _calibration_path(args: argparse.Namespace, prefix: str) -> Path | None:
-    type_, id_ = getattr(args, f"{prefix}_type", None), getattr(args, f"{prefix}_id", None)
-    if not type_ or not id_:
-        return None
-    return ArmConfig(
-        type=type_, port="sim", id=id_, calibration_dir=getattr(args, f"{prefix}_calibration_dir", None)
-    ).calibration_path
-
-
-def build_sim_rig_from_args(args: argparse.Namespace) -> Rig:
-    """What the composition root calls for ``--robot.port=sim`` (flags of ``onboard.cli.record``)."""
-    size = getattr(args, "sim_image_size", None) or 96
-    fps = getattr(args, "dataset_fps", None) or getattr(args, "fps", None) or 30
-    task = getattr(args, "sim_task", None)
-    floor = getattr(args, "sim_disturbance_floor", None)
-    if not math.isfinite(float(fps)):
-        raise ValueError(f"bad fps {fps!r}")
-    return build_sim_rig(
-        robot_calibration=_calibration_path(args, "robot"),
-        teleop_calibration=_calibration_path(args, "teleop"),
-        seed=int(getattr(args, "sim_seed", 0) or 0),
-        image_size=(int(size), int(size)),
-        fps=float(fps),
-        tasks=(task,) if task else None,
-        disturbance_deg=float(getattr(args, "sim_disturbance", 0.0) or 0.0),
-        disturbance_floor=DISTURBANCE_FLOOR if floor is None else float(floor),
+        sim=follower,
+        leader=leader,
     )

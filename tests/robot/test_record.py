@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from onboard.cli import main as onboard
-from robot.arm import ArmConfig
-from robot.record import RecordControls, connected_arms, episode_actions, parse_keys
-from robot.replay import replay_episode
+from robot.arm_config import ArmConfig
+from robot.controls import RecordControls, parse_keys
+from robot.replay import episode_actions, replay_episode
+from robot.rig import connected_arms
 from sim.rigs.teleop import build_sim_rig
 from tests.conftest import require
 

@@ -11,9 +11,10 @@ import pytest
 import onboard.cli.run
 from onboard.cli import main as onboard_main
 from policies.base import ActionChunk
-from robot.arm import ArmConfig
+from robot.arm_config import ArmConfig
+from robot.controls import parse_run_keys
 from robot.policy_loader import describe, policy_kind
-from robot.run import CameraMismatchError, RunConfig, format_summary, parse_run_keys, run_policy
+from robot.run import CameraMismatchError, RunConfig, format_summary, run_policy
 from sim.rigs.follower import build_sim_follower_rig
 from sim.twin.world import qpos_to_lerobot
 

@@ -64,7 +64,7 @@ def test_teleoperate_record_with_live_view_then_replay(tmp_path, capsys):
 def test_robot_cameras_flag_uses_lerobots_syntax():
     import pytest
 
-    from onboard.cli.record import parse_cameras
+    from onboard.cli.rigs import parse_cameras
     from robot.errors import RobotError
 
     cams = parse_cameras(

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import onboard.cli as cli
+from onboard.cli.rigs import build_sim_rig_from_args
 from sim.envs.env import SO101Env
-from sim.rigs.teleop import build_sim_rig, build_sim_rig_from_args
+from sim.rigs.teleop import build_sim_rig
 from sim.twin.disturbance import JointDisturbance
 
 NO_FADE = (-1.0, -0.5)  # the tool point is always above this: full strength everywhere

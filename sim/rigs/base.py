@@ -1,0 +1,37 @@
+"""What the simulated rigs share: ``SimRig``, a ``robot.rig.Rig`` around the follower twin (declared, typed), the
+cameras and horn offsets of the simulated arms, and ``install_calibration_file``, which writes a calibration file into
+a simulated arm's servos as the servos of a calibrated real arm keep it in their EEPROM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robot.calibration import load_calibration
+from robot.rig import Rig
+from sim.twin.so101 import SimulatedSO101
+
+CAMERAS = ("front", "wrist")
+ARM_SEED = 0  # the horn offsets `onboard calibrate --robot.port=sim` calibrates
+
+
+@dataclass(kw_only=True)
+class SimRig(Rig):
+    """A rig whose follower is the twin: ``sim`` (its world, servos and joint angles, for tests and tools)."""
+
+    sim: SimulatedSO101
+
+
+def install_calibration_file(sim_arm: SimulatedSO101, path: str | Path | None) -> bool:
+    """Write the calibration in ``path`` into ``sim_arm``'s servos; False (nothing written) when there is no file."""
+    if path is None or not Path(path).is_file():
+        return False
+    cal = load_calibration(path)
+    sim_arm.install_calibration(
+        {
+            name: {"homing_offset": m.homing_offset, "range_min": m.range_min, "range_max": m.range_max}
+            for name, m in cal.items()
+        }
+    )
+    return True
