@@ -1,5 +1,6 @@
-"""The digital twin: emulated STS3215 servos driving MuJoCo joints, the sim clock, rendered cameras, and LeRobot's own
-SO-101 driver talking to the simulated arm over a pseudo-terminal."""
+"""The digital twin: emulated STS3215 servos driving MuJoCo joints, the sim clock, calibration, contact and
+determinism, and the arm served on a pseudo-terminal in real time. Rendered cameras: test_cameras.py; the arm in a
+child process and LeRobot's own SO-101 driver on it: tests/sim/process/test_so101_process.py."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported (tests/conftest.py does the same)
 
-import builtins
-import gc
-import json
 import math
 import time
 
@@ -19,17 +17,14 @@ import pytest
 pytest.importorskip("mujoco", reason="the simulation needs MuJoCo: pip install 'onboard[sim]'")
 
 import sim  # noqa: F401  (registers simbus://)
-from hardware.camera import Camera, CameraError, StaleFrameError
 from hardware.feetech.bus import FeetechBus
 from hardware.feetech.errors import ServoError, StatusBit
 from robot.clock import Clock
 from sim.feetech.motor import Plant
-from sim.twin.cameras import RenderedCamera
 from sim.twin.joint_plant import STEPS_PER_RAD, JointPlant
 from sim.twin.physics import RealTimeRunner, SimClock, World
 from sim.twin.so101 import SimulatedSO101
-from sim.twin.world import JOINT_NAMES, lerobot_to_qpos
-from tests.conftest import require
+from sim.twin.world import JOINT_NAMES
 
 IDS = list(range(1, 7))
 # Offsets from the calibration pose (rad) that every test move uses: clear of the table, the cubes and the tray.
@@ -321,58 +316,6 @@ def test_same_seed_same_commands_same_trajectory():
     assert np.abs(np.diff(a, axis=0)).max() > 0.01  # it did move
 
 
-# --- (e) rendered cameras ---------------------------------------------------------------------------------------------
-def test_rendered_camera_frames_follow_the_sim_clock():
-    world = World()
-    clock = SimClock(world)
-    cam = RenderedCamera(world, "front", height=96, width=96, fps=30.0)
-    assert isinstance(cam, Camera) and cam.name == "front"
-    with pytest.raises(CameraError, match="not connected"):
-        cam.read_latest()
-    with cam:
-        frames = {}
-        for k in range(1, 201):  # 1 s, read every 5 ms
-            clock.sleep_until(k * 0.005)
-            f = cam.read_latest()
-            frames[f.index] = f
-            assert clock.now() - f.t_capture < 1 / 30 + 1e-9
-        assert len(frames) == 31  # frames 0..30 (30 fps over 1 s, plus the one at connect)
-        assert cam.frames_rendered == 31
-        for index, f in frames.items():
-            assert f.rgb.shape == (96, 96, 3) and f.rgb.dtype == np.uint8
-            # rendered at the first read after it was due (reads every 5 ms, on the 2 ms step nearest each read)
-            assert index / 30 - 1e-9 <= f.t_capture <= index / 30 + 0.005 + world.timestep / 2 + 1e-9
-        assert frames[5].rgb.std() > 10  # a picture, not a blank
-        # between due times the same frame comes back, and it ages
-        clock.sleep_until(1.01)
-        f1 = cam.read_latest(max_age_s=0.05)
-        clock.sleep_until(1.06)  # next frame due at 31/30 = 1.0333: rendered on this read
-        assert cam.read_latest(max_age_s=0.0).index == f1.index + 1
-        clock.sleep_until(1.064)  # frame 32 is due at 1.0667: the one rendered at 1.06 is 4 ms old
-        with pytest.raises(StaleFrameError, match=r"4\.0 ms old"):
-            cam.read_latest(max_age_s=0.002)
-        assert cam.read_latest(max_age_s=0.01).index == f1.index + 1
-    assert not cam.is_connected
-
-
-def test_cameras_see_the_arm_move():
-    with SimulatedSO101(seed=0) as arm:
-        bus = connect(arm)
-        hold_and_enable(arm, bus)
-        front = RenderedCamera(arm.world, "front", height=64, width=80, fps=10.0)
-        wrist = RenderedCamera(arm.world, "wrist", name="wrist_cam", height=48, width=64, fps=15.0)
-        with front, wrist:
-            before = front.read_latest().rgb
-            assert wrist.read_latest().rgb.shape == (48, 64, 3) and wrist.name == "wrist_cam"
-            bus.write(1, "Goal_Position", arm.reading_at("shoulder_pan", 0.8))
-            arm.clock.sleep(1.0)
-            after = front.read_latest(max_age_s=0.1)
-            assert wrist.read_latest(max_age_s=0.1).index == 15
-        assert after.rgb.shape == (64, 80, 3) and after.index == 10
-        changed = np.abs(after.rgb.astype(int) - before.astype(int)).max(axis=2) > 30
-        assert 0.01 < changed.mean() < 0.5  # the arm swung across part of the picture
-
-
 def test_world_reset_keeps_time_and_the_servos_see_it(arm):
     bus = connect(arm)
     hold_and_enable(arm, bus)
@@ -386,11 +329,6 @@ def test_world_reset_keeps_time_and_the_servos_see_it(arm):
     assert bus.read(3, "Present_Position") == arm.reading_at("elbow_flex", 0.0)  # at once, no time passed
     arm.clock.sleep(1.0)  # torque is still on: the servo pulls the joint back to its goal
     assert abs(bus.read(3, "Present_Position") - goal) <= 2
-
-
-def test_unknown_camera_is_refused():
-    with pytest.raises(ValueError, match="cameras"):
-        RenderedCamera(World("so101"), "top")
 
 
 # --- real time on a pty ----------------------------------------------------------------------------------------------
@@ -409,117 +347,3 @@ def test_real_time_arm_on_a_pty_in_process(arm):
             time.sleep(0.02)
         assert abs(math.degrees(arm.joint_angle("wrist_flex") + 0.4)) < 1.0
         assert arm.world.time > 0.1
-
-
-def test_arm_in_a_child_process_in_real_time():
-    from sim.process.so101 import SO101Process
-
-    with SO101Process(seed=2, uncalibrated=False) as arm, FeetechBus(arm.path) as bus:
-        arm.hand_to_middle()
-        assert bus.sync_read("Present_Position", IDS) == {i: 2047 for i in IDS}  # calibrated: the middle reads 2047
-        for i in IDS:
-            bus.write(i, "Torque_Enable", 1)
-        arm.hand_release()
-        bus.write(3, "Goal_Position", 2047 + 300)
-        deadline = time.monotonic() + 5.0
-        while abs(bus.read(3, "Present_Position") - 2347) > 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert math.degrees(arm.joint_angles()[2]) == pytest.approx(300 * 360 / 4096, abs=1.0)
-        assert arm.read_register("elbow_flex", "Torque_Enable") == 1
-        assert arm.time > 0.1
-        with pytest.raises(RuntimeError, match="outside its range"):
-            arm.hand_hold("gripper", 3.0)
-
-
-# --- (f) acceptance: LeRobot's own SO-101 driver over the pty ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def so_follower():
-    return require("lerobot.robots.so_follower", "interop")
-
-
-@pytest.fixture
-def arm_process():
-    """The simulated arm in real time in a child process (SO101Process): LeRobot's SDK busy-polls and LeRobot's
-    heap makes garbage collections long, which would stall a "device" served by threads of this process past
-    LeRobot's 50 ms reply timeout. What LeRobot's imports allocated is moved out of this process's collector's way
-    too (the host side waits on the same timeout)."""
-    from sim.process.so101 import SO101Process
-
-    gc.collect()
-    gc.freeze()
-    try:
-        with SO101Process(seed=7, wire_time=True) as proc:
-            yield proc
-    finally:
-        gc.unfreeze()
-
-
-@pytest.mark.interop
-def test_lerobot_so_follower_drives_the_simulated_arm(so_follower, arm_process, tmp_path, monkeypatch):
-    arm = arm_process
-    calibration = arm.factory_calibration()
-    (tmp_path / "sim_arm.json").write_text(json.dumps(calibration, indent=4))
-    prompts = []
-    # The servos still hold a fresh arm's calibration: LeRobot asks whether to write the file's. ENTER = yes.
-    monkeypatch.setattr(builtins, "input", lambda prompt="": prompts.append(prompt) or "")
-    config = so_follower.SO101FollowerConfig(port=arm.path, id="sim_arm", calibration_dir=tmp_path, use_degrees=True)
-    robot = so_follower.SOFollower(config)
-    arm.hand_to_middle()  # the user holds the arm while it connects (torque comes on in configure())
-    robot.connect()
-    try:
-        assert len(prompts) == 1 and "ENTER" in prompts[0]
-        arm.hand_release()
-        assert robot.is_calibrated
-        for joint in JOINT_NAMES:
-            assert arm.read_register(joint, "Homing_Offset") == calibration[joint]["homing_offset"]
-            assert arm.read_register(joint, "P_Coefficient") == 16
-
-        def observed() -> np.ndarray:
-            obs = robot.get_observation()
-            return np.array([obs[f"{n}.pos"] for n in JOINT_NAMES])
-
-        def error_deg(values: np.ndarray) -> np.ndarray:
-            return np.degrees(lerobot_to_qpos(values) - arm.joint_angles())
-
-        assert np.abs(error_deg(observed())).max() < 1.0
-
-        goal = observed() + np.array([15.0, -10.0, 20.0, -15.0, 30.0, 25.0])
-        sent = robot.send_action({f"{n}.pos": float(g) for n, g in zip(JOINT_NAMES, goal)})
-        assert sent == pytest.approx({f"{n}.pos": float(g) for n, g in zip(JOINT_NAMES, goal)})
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and np.abs(error_deg(goal)).max() >= 1.0:
-            time.sleep(0.05)
-        assert np.abs(error_deg(goal)).max() < 1.0, error_deg(goal).round(2)
-        assert np.abs(error_deg(observed())).max() < 1.0
-        assert arm.time > 0.2  # the arm ran in real time meanwhile
-    finally:
-        robot.disconnect()
-    assert arm.read_register("elbow_flex", "Torque_Enable") == 0  # disable_torque_on_disconnect
-
-
-@pytest.mark.interop
-def test_lerobot_calibration_procedure_gives_factory_calibration(so_follower, arm_process, tmp_path, monkeypatch):
-    """LeRobot's own guided calibration on the simulated arm, with the scripted hand as the person: the arm held
-    at the middle when asked, each joint swept through its range while LeRobot records min/max, ENTER when done.
-    The result is exactly ``factory_calibration()``."""
-    motors_bus = require("lerobot.motors.motors_bus", "interop")
-    arm = arm_process
-
-    def person(prompt: str = "") -> str:
-        if "middle" in prompt:
-            arm.hand_to_middle()
-        return ""
-
-    monkeypatch.setattr(builtins, "input", person)
-    arm.hand_start_sweep([j for j in JOINT_NAMES if j != "wrist_roll"], step_deg=5.0)
-    # record_ranges_of_motion samples the bus, then asks whether ENTER was pressed: the hand moves one step each time.
-    monkeypatch.setattr(motors_bus, "enter_pressed", lambda: not arm.hand_sweep_step())
-    config = so_follower.SO101FollowerConfig(port=arm.path, id="fresh_arm", calibration_dir=tmp_path)
-    robot = so_follower.SOFollower(config)
-    robot.connect(calibrate=False)
-    try:
-        robot.calibrate()
-    finally:
-        robot.disconnect()
-    saved = json.loads((tmp_path / "fresh_arm.json").read_text())
-    assert saved == arm.factory_calibration()
