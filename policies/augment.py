@@ -15,39 +15,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    shift: int = 0  # px: random shift of every image by up to this much (0 = off)
-    state_noise: float = 0.0  # std of Gaussian noise on the state, LeRobot units (0 = off)
-    paraphrases: tuple[tuple[str, ...], ...] = ()  # groups of interchangeable instructions (() = off)
-
-    def __post_init__(self) -> None:
-        if self.shift < 0:
-            raise ValueError(f"augment.shift must be >= 0 pixels, got {self.shift}")
-        if not self.state_noise >= 0:
-            raise ValueError(f"augment.state_noise must be >= 0, got {self.state_noise}")
-        object.__setattr__(self, "paraphrases", tuple(tuple(g) for g in self.paraphrases))  # lists from JSON
-        seen: set[str] = set()
-        for group in self.paraphrases:
-            for text in group:
-                if text in seen:
-                    raise ValueError(f"augment.paraphrases: {text!r} is in more than one group (or twice in one)")
-                seen.add(text)
-
-    @property
-    def enabled(self) -> bool:
-        return self.shift > 0 or self.state_noise > 0 or bool(self.paraphrases)
-
-    def paraphrase_table(self) -> dict[str, tuple[str, ...]]:
-        """instruction -> its group (every member of every group)."""
-        return {text: group for group in self.paraphrases for text in group}
+from policies.train_config import AugmentConfig
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -11,60 +11,25 @@ saved beside it, so ``resume`` continues exactly where a killed run stopped. ``e
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from policies.augment import AugmentConfig, augment_batch
+from policies.augment import augment_batch
 from policies.data import ChunkDataset, make_dataloader, normalization_stats
+from policies.train_config import TrainConfig
 from policies.vla.checkpoint import load_checkpoint, save_checkpoint
-from policies.vla.config import VLAConfig
 from policies.vla.model import VLA
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    datasets: tuple[str, ...]
-    output_dir: str
-    steps: int = 20_000
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    save_every: int = 1000
-    eval_every: int = 0  # 0: never
-    log_every: int = 50
-    seed: int = 0
-    threads: int = 2
-    amp: str = "none"  # "bf16": bfloat16 autocast on the CPU (oneDNN uses AMX/AVX-512 BF16 where the CPU has them)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # policies.augment: image shift, state noise
-    init_from: str | None = None  # a checkpoint folder: start from its weights and normalisation (fine-tuning)
-    model: VLAConfig = field(default_factory=VLAConfig)
-
-    def __post_init__(self) -> None:
-        if not self.datasets:
-            raise ValueError("give at least one dataset (--dataset.root=...)")
-        for name in ("steps", "batch_size", "save_every", "log_every", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.amp not in ("none", "bf16"):
-            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        d["datasets"] = list(self.datasets)
-        return d
+logger = logging.getLogger(__name__)
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -116,10 +81,10 @@ def train(
     *,
     resume: bool = False,
     evaluate: Callable[[Path, int], dict] | None = None,
-    log: Callable[[str], object] = print,
+    log: Callable[[str], object] = logger.info,
     progress: bool = True,
 ) -> Path:
-    """Train; returns the last checkpoint's folder."""
+    """Train; returns the last checkpoint's folder. Progress lines go to ``log`` (this module's logger, at INFO)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+
+def _opt(default: Any, help: str) -> Any:
+    """A config field with its help (the command line is derived from these, see onboard/cli/options.py)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -14,20 +19,22 @@ class VLAConfig:
     lives outside the model, which takes its 384-d embedding as an input.
     """
 
-    cameras: tuple[str, ...] = ("front", "wrist")  # observation.images.<camera>
-    image_size: int = 96  # square images; other sizes are resized inside the model
-    state_dim: int = 6
-    action_dim: int = 6
-    chunk_size: int = 20  # T future actions (at 30 Hz: 0.67 s)
-    text_dim: int = 384
-    conv_channels: tuple[int, ...] = (32, 64, 96, 128)  # one stride-2 stage each: 96 -> 48 -> 24 -> 12 -> 6
-    d_model: int = 128
-    n_heads: int = 4
-    n_encoder_layers: int = 2
-    n_decoder_layers: int = 2
-    ffn_mult: int = 4
-    dropout: float = 0.1
-    std_min: float = 1e-3  # floor on dataset std when normalising (a joint that never moved must not blow up)
+    cameras: tuple[str, ...] = _opt(("front", "wrist"), "camera names: observation.images.<camera> (repeatable)")
+    image_size: int = _opt(96, "square images, px; other sizes are resized inside the model")
+    state_dim: int = _opt(6, "joint state size")
+    action_dim: int = _opt(6, "action size")
+    chunk_size: int = _opt(20, "future actions per chunk (at 30 Hz, 20 = 0.67 s)")
+    text_dim: int = _opt(384, "instruction embedding size")
+    conv_channels: tuple[int, ...] = _opt(
+        (32, 64, 96, 128), "channels of the stride-2 conv stages: 96 -> 48 -> 24 -> 12 -> 6 px (repeatable)"
+    )
+    d_model: int = _opt(128, "transformer width")
+    n_heads: int = _opt(4, "attention heads")
+    n_encoder_layers: int = _opt(2, "transformer encoder layers")
+    n_decoder_layers: int = _opt(2, "transformer decoder layers")
+    ffn_mult: int = _opt(4, "feed-forward width / d_model")
+    dropout: float = _opt(0.1, "dropout")
+    std_min: float = _opt(1e-3, "floor on the dataset std when normalising (a joint that never moved must not blow up)")
 
     def __post_init__(self):
         if isinstance(self.cameras, list):
