@@ -22,7 +22,6 @@ bytes. Feetech's SDK busy-polls while it waits, so its CPU time per op is close 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import importlib.metadata
@@ -37,7 +36,9 @@ import serial
 
 from hardware.feetech import protocol as proto
 from hardware.feetech.bus import FeetechBus
+from onboard.bench.config import BusBenchConfig
 from onboard.bench.sysinfo import machine_info, machine_lines
+from onboard.cli.options import command_line
 from sim.process.bus import BusProcess
 
 IDS = [1, 2, 3, 4, 5, 6]
@@ -290,13 +291,12 @@ err = failed transactions (timeouts, bad replies)."""
 
 
 # ------------------------------------------------------------------------------------------------------ main
-def main(n: int = 2000, json_path: str | None = None) -> int:
-    """Run every row, print the table to stdout, and write the numbers as JSON to ``json_path`` if given."""
+def main(cfg: BusBenchConfig) -> int:
+    """Run every row, print the table to stdout, and write the numbers as JSON to ``cfg.json`` if given."""
     import sim  # noqa: F401  (registers simbus://)
 
-    if n < 1:
-        raise ValueError("n must be >= 1")
-    command = f"onboard bench bus --n {n}" + (f" --json {json_path}" if json_path else "")
+    n, json_path = cfg.n, cfg.json
+    command = command_line("onboard bench bus", cfg)
     results = Results(
         n=n,
         warmup=max(5, min(200, n // 10)),
@@ -370,11 +370,3 @@ def main(n: int = 2000, json_path: str | None = None) -> int:
         Path(json_path).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {json_path}")
     return 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    raise SystemExit(main(n=args.n, json_path=args.json))

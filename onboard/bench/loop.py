@@ -24,11 +24,9 @@ for the two bus stages.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
-import shlex
 import sys
 import tempfile
 import threading
@@ -43,8 +41,11 @@ import numpy as np
 from hardware.camera import CameraError, Frame, StaleFrameError
 from hardware.feetech import FeetechError
 from hardware.feetech import protocol as proto
+from onboard.bench.config import LoopBenchConfig
 from onboard.bench.sysinfo import machine_info, machine_lines
-from robot.arm import Arm, ArmConfig
+from onboard.cli.options import command_line
+from robot.arm import Arm
+from robot.arm_config import ArmConfig
 from robot.calibration import MotorCalibration, save_calibration
 from robot.clock import WallClock
 from robot.loop import CameraTap, ControlLoop, Tick
@@ -52,7 +53,6 @@ from robot.safety import BLOCK_ADDRESS, BLOCK_LENGTH, SafeArm
 
 BAUD = 1_000_000
 IDS = [1, 2, 3, 4, 5, 6]
-RATES = (30.0, 100.0)
 ARMS = ("process", "thread")
 CAMERA_SIZE = 96
 CAMERA_FPS = 30.0
@@ -324,54 +324,15 @@ def run(arms: list[str], rates: list[float], seconds: float, command: str, echo:
     return report
 
 
-# ------------------------------------------------------------------------------------------------------ cli
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--seconds", type=_positive, default=10.0, help="duration of each run (default 10)")
-    p.add_argument("--rates", type=_positive, nargs="+", default=list(RATES), help="loop rates in Hz (default: 30 100)")
-    p.add_argument(
-        "--arm",
-        choices=(*ARMS, "both"),
-        default="both",
-        help="where the simulated arm runs: a child process (stand-in cameras), threads of this process (rendered "
-        "cameras), or both (default)",
-    )
-    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
-    return p
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register ``loop`` on the ``onboard bench`` subparsers."""
-    p = sub.add_parser("loop", help="control-loop jitter, overruns and per-stage times at 30 and 100 Hz (wall clock)")
-    configure_parser(p)
-    p.set_defaults(func=lambda args: main(_argv(args)))
-    return p
-
-
-def _argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--seconds", f"{args.seconds:g}", "--rates", *(f"{r:g}" for r in args.rates), "--arm", args.arm]
-    return argv + (["--json", args.json] if args.json else [])
-
-
-def main(argv: list[str] | None = None) -> int:
+# ----------------------------------------------------------------------------------------------------- main
+def main(cfg: LoopBenchConfig) -> int:
+    """Run the benchmark ``cfg`` describes, print the report to stdout, and write its numbers to ``cfg.json``."""
     import sim  # noqa: F401  (registers simbus://)
 
-    args = configure_parser(argparse.ArgumentParser(prog="onboard bench loop", description=__doc__.splitlines()[0]))
-    args = args.parse_args(argv)
-    arms = list(ARMS) if args.arm == "both" else [args.arm]
-    command = "onboard bench loop " + shlex.join(_argv(args))
-    report = run(arms, list(args.rates), args.seconds, command, lambda s: print(s, flush=True))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    arms = list(ARMS) if cfg.arm == "both" else [cfg.arm]
+    command = command_line("onboard bench loop", cfg)
+    report = run(arms, list(cfg.rates), cfg.seconds, command, lambda s: print(s, flush=True))
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {cfg.json}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
 """`onboard bench policy`: per-chunk inference latency of the VLA in eager torch and in onnxruntime, and of
-LeRobot's ACT on the same inputs (``python -m onboard.bench.policy``).
+LeRobot's ACT on the same inputs.
 
 Each backend runs batch 1 (one observation: state, two uint8 camera images, a precomputed 384-d task embedding) on
 the CPU with ``--threads`` intra-op threads. After ``--warmup`` untimed calls, ``--n`` calls are timed one by one with
@@ -16,11 +16,8 @@ calls the model only once per chunk).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
-import shlex
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from onboard.bench.config import PolicyBenchConfig
 from onboard.bench.sysinfo import machine_info, machine_lines
+from onboard.cli.options import command_line
 
 
 def rss_mb() -> float:
@@ -88,12 +87,12 @@ def _load_vla(checkpoint: str | None):
     return model.eval()
 
 
-def bench_torch(args: argparse.Namespace) -> tuple[dict[str, Any], Any, dict[str, np.ndarray]]:
+def bench_torch(bench: PolicyBenchConfig) -> tuple[dict[str, Any], Any, dict[str, np.ndarray]]:
     import torch
 
     gc.collect()
     before = rss_mb()
-    model = _load_vla(args.checkpoint)
+    model = _load_vla(bench.checkpoint)
     cfg = model.config
     inputs = _inputs(cfg)
     batch = {k: torch.from_numpy(v) for k, v in inputs.items()}
@@ -102,14 +101,14 @@ def bench_torch(args: argparse.Namespace) -> tuple[dict[str, Any], Any, dict[str
         with torch.inference_mode():
             return model.predict(batch)  # (1,T,A) LeRobot units, from uint8 images and the task embedding
 
-    time_calls(call, 1, args.warmup)  # warm-up, then the memory, then the timed calls
+    time_calls(call, 1, bench.warmup)  # warm-up, then the memory, then the timed calls
     delta = rss_mb() - before
-    times = time_calls(call, args.n, 0)
+    times = time_calls(call, bench.n, 0)
     row = _row("VLA, eager torch", "VLA.predict", times, cfg.chunk_size, delta, model.num_parameters())
     return row, model, inputs
 
 
-def bench_onnx(args: argparse.Namespace, model, inputs: dict[str, np.ndarray], folder: Path) -> dict[str, Any]:
+def bench_onnx(bench: PolicyBenchConfig, model, inputs: dict[str, np.ndarray], folder: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
     from policies.vla.export import export_onnx, input_names
@@ -119,7 +118,7 @@ def bench_onnx(args: argparse.Namespace, model, inputs: dict[str, np.ndarray], f
     gc.collect()
     before = rss_mb()
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
+    opts.intra_op_num_threads = bench.threads
     opts.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feeds = {k: inputs[k] for k in names}
@@ -127,13 +126,13 @@ def bench_onnx(args: argparse.Namespace, model, inputs: dict[str, np.ndarray], f
     def call():
         return session.run(None, feeds)
 
-    time_calls(call, 1, args.warmup)
+    time_calls(call, 1, bench.warmup)
     delta = rss_mb() - before
-    times = time_calls(call, args.n, 0)
+    times = time_calls(call, bench.n, 0)
     return _row("VLA, onnxruntime", "InferenceSession.run", times, model.config.chunk_size, delta, 0)
 
 
-def bench_lerobot_act(args: argparse.Namespace, cfg, inputs: dict[str, np.ndarray]) -> dict[str, Any] | None:
+def bench_lerobot_act(bench: PolicyBenchConfig, cfg, inputs: dict[str, np.ndarray]) -> dict[str, Any] | None:
     try:
         import torch
         from lerobot.configs.types import FeatureType, PolicyFeature
@@ -166,9 +165,9 @@ def bench_lerobot_act(args: argparse.Namespace, cfg, inputs: dict[str, np.ndarra
         with torch.inference_mode():
             return policy.predict_action_chunk(batch)  # (1,T,A)
 
-    time_calls(call, 1, args.warmup)
+    time_calls(call, 1, bench.warmup)
     delta = rss_mb() - before
-    times = time_calls(call, args.n, 0)
+    times = time_calls(call, bench.n, 0)
     params = sum(p.numel() for p in policy.parameters())
     return _row(
         "LeRobot 0.4.4 ACT, eager torch", "ACTPolicy.predict_action_chunk", times, cfg.chunk_size, delta, params
@@ -186,19 +185,19 @@ def _inputs(cfg) -> dict[str, np.ndarray]:
     return inputs
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(cfg: PolicyBenchConfig) -> dict[str, Any]:
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(cfg.threads)
     machine = machine_info()
     rows = []
-    torch_row, model, inputs = bench_torch(args)
-    cfg = model.config
+    torch_row, model, inputs = bench_torch(cfg)
+    model_cfg = model.config
     rows.append(torch_row)
     with tempfile.TemporaryDirectory(prefix="onboard-bench-policy-") as tmp:
-        rows.append(bench_onnx(args, model, inputs, Path(tmp)))
-    if not args.no_lerobot:
-        act = bench_lerobot_act(args, cfg, inputs)
+        rows.append(bench_onnx(cfg, model, inputs, Path(tmp)))
+    if cfg.lerobot:
+        act = bench_lerobot_act(cfg, model_cfg, inputs)
         if act is not None:
             rows.append(act)
     base = rows[0]["chunk_ms_p50"]
@@ -212,15 +211,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             versions[mod] = None
     machine["versions"] = versions
     machine["loadavg_after"] = machine_info()["loadavg"]
+    m = model_cfg
     return {
-        "command": args.command,
+        "command": command_line("onboard bench policy", cfg),
         "machine": machine,
-        "threads": args.threads,
-        "n": args.n,
-        "warmup": args.warmup,
-        "inputs": f"batch 1: state {cfg.state_dim}, {len(cfg.cameras)} cameras 3x{cfg.image_size}x{cfg.image_size} "
-        f"uint8, task embedding {cfg.text_dim}; chunk {cfg.chunk_size} x {cfg.action_dim} actions",
-        "checkpoint": args.checkpoint,
+        "threads": cfg.threads,
+        "n": cfg.n,
+        "warmup": cfg.warmup,
+        "inputs": f"batch 1: state {m.state_dim}, {len(m.cameras)} cameras 3x{m.image_size}x{m.image_size} "
+        f"uint8, task embedding {m.text_dim}; chunk {m.chunk_size} x {m.action_dim} actions",
+        "checkpoint": cfg.checkpoint,
         "rows": rows,
     }
 
@@ -273,35 +273,10 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser(prog: str = "onboard bench policy") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="VLA inference latency: eager torch vs onnxruntime vs LeRobot ACT"
-    )
-    add_arguments(parser)
-    return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=200, help="timed calls per backend (default 200)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and onnxruntime")
-    parser.add_argument("--checkpoint", default=None, help="a VLA checkpoint (default: random default-config model)")
-    parser.add_argument("--no-lerobot", action="store_true", help="skip LeRobot's ACT even when it is installed")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    if args.n < 1:
-        raise SystemExit("--n must be at least 1")
-    args.command = " ".join(["onboard bench policy", *map(shlex.quote, argv)])
-    report = run(args)
+def main(cfg: PolicyBenchConfig) -> int:
+    """Time every backend ``cfg`` asks for, print the table to stdout, and write the numbers to ``cfg.json``."""
+    report = run(cfg)
     print(render(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

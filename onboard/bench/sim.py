@@ -1,5 +1,5 @@
 """How fast the simulated arm runs on this machine: simulated seconds per wall second of a control loop on the sim
-clock (``python -m onboard.bench.sim``).
+clock (`onboard bench sim`).
 
 The loop is what a policy or teleop loop does at ``rate_hz``: one SYNC_READ of Present_Position and one SYNC_WRITE
 of Goal_Position through our ``FeetechBus`` on ``simbus://`` (in process), optionally a ``read_latest`` from each
@@ -9,13 +9,14 @@ rendered camera, then ``clock.sleep_until`` the next absolute deadline (which st
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 
 from hardware.feetech.bus import FeetechBus
+from onboard.bench.config import SimBenchConfig
+from onboard.cli.options import command_line
 from sim.twin.cameras import RenderedCamera
 from sim.twin.so101 import SimulatedSO101
 from sim.twin.world import JOINT_NAMES
@@ -140,44 +141,35 @@ def env_steps_per_s(steps: int = 150) -> float:
         env.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="onboard bench sim", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per closed-loop run")
-    parser.add_argument("--size", type=int, default=96, help="camera image height and width in the loop (px)")
-    parser.add_argument("--rate", type=float, default=30.0, help="control rate (Hz)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (the median is reported)")
-    args = parser.parse_args(argv)
+def main(cfg: SimBenchConfig) -> int:
+    """Run every measurement ``cfg`` describes and print the report to stdout."""
     med = statistics.median
-    print(f"command: onboard bench sim {' '.join(argv or [])}".rstrip())
+    print(f"command: {command_line('onboard bench sim', cfg)}")
     print("physics (table scene, 500 Hz):")
-    bare = med(physics_steps_per_s(servos=False) for _ in range(args.repeat))
-    hooked = med(physics_steps_per_s(servos=True) for _ in range(args.repeat))
+    bare = med(physics_steps_per_s(servos=False) for _ in range(cfg.repeat))
+    hooked = med(physics_steps_per_s(servos=True) for _ in range(cfg.repeat))
     print(f"  bare MuJoCo            {bare:9.0f} steps/s  ({bare * 0.002:.0f}x real time)")
     print(f"  with 6 servo plants    {hooked:9.0f} steps/s  ({hooked * 0.002:.0f}x real time)")
     print("rendering (one camera, shadows and reflections off):")
     for h, w in ((96, 96), (224, 224), (480, 640)):
-        rates = {c: med(frames_per_s(c, h, w) for _ in range(args.repeat)) for c in CAMERAS}
+        rates = {c: med(frames_per_s(c, h, w) for _ in range(cfg.repeat)) for c in CAMERAS}
         size = f"{h}x{w}"
         print(f"  {size:<8} " + "  ".join(f"{c} {r:6.0f} frames/s" for c, r in rates.items()))
-    print(f"closed loop ({args.rate:g} Hz SYNC_READ + SYNC_WRITE through FeetechBus on the sim clock):")
+    print(f"closed loop ({cfg.rate:g} Hz SYNC_READ + SYNC_WRITE through FeetechBus on the sim clock):")
     for cameras in (0, 2):
-        runs = [measure(args.seconds, cameras=cameras, size=args.size, rate_hz=args.rate) for _ in range(args.repeat)]
+        runs = [measure(cfg.seconds, cameras=cameras, size=cfg.size, rate_hz=cfg.rate) for _ in range(cfg.repeat)]
         runs.sort(key=lambda r: r["sim_s_per_wall_s"])
         mid = runs[len(runs) // 2]
         ratios = ", ".join(f"{r['sim_s_per_wall_s']:.1f}" for r in runs)
         print(
-            f"  {cameras} camera(s) {args.size}x{args.size}: {mid['sim_s_per_wall_s']:.1f}x real time "
+            f"  {cameras} camera(s) {cfg.size}x{cfg.size}: {mid['sim_s_per_wall_s']:.1f}x real time "
             f"(runs: {ratios}); "
             f"per tick: bus {mid['bus_ms_median']:.2f} ms, cameras {mid['cameras_ms_median']:.2f} ms, "
             f"physics {mid['physics_ms_median']:.2f} ms"
         )
-    rate = med(env_steps_per_s() for _ in range(args.repeat))
+    rate = med(env_steps_per_s() for _ in range(cfg.repeat))
     print(
         f"gymnasium env onboard/SO101Pick-v0 (30 Hz, two 96x96 cameras): {rate:.0f} steps/s "
         f"({rate / 30:.1f}x real time)"
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,13 +6,14 @@ import json
 import sim  # noqa: F401  (registers simbus://)
 from onboard.bench import bus as bench_bus
 from onboard.bench.bus import LEROBOT, ONBOARD, SDK, main
+from onboard.bench.config import BusBenchConfig
 
 
 def test_bench_bus_reports_every_row(tmp_path, capsys, monkeypatch):
     # the emulator ahead of everything else, so that a loaded machine cannot time a transaction out here
     monkeypatch.setattr(bench_bus, "EMULATOR_BOOST", True)
     out = tmp_path / "bench.json"
-    assert main(n=30, json_path=str(out)) == 0
+    assert main(BusBenchConfig(n=30, json=str(out))) == 0
     table = capsys.readouterr().out
     assert "command: onboard bench bus --n 30" in table and "median us" in table
 

@@ -4,12 +4,13 @@ Never asserts speed."""
 import json
 import time
 
-from onboard.bench.loop import STAGES, StandInCamera, main
+from onboard.bench.loop import STAGES, StandInCamera
+from onboard.cli import main
 
 
 def test_bench_loop_reports_every_run(tmp_path, capsys):
     out = tmp_path / "loop.json"
-    assert main(["--seconds", "0.3", "--rates", "30", "100", "--json", str(out)]) == 0
+    assert main(["bench", "loop", "--seconds", "0.3", "--rates", "30", "100", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "command: onboard bench loop --seconds 0.3 --rates 30 100 --arm both" in text
     assert "lateness ms p50/p99/max" in text and "load average" in text and "stand-in cameras" in text

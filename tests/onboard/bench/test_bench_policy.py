@@ -11,12 +11,12 @@ from tests.conftest import require
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from onboard.bench.policy import main
+from onboard.cli import main
 
 
 def _run(tmp_path, capsys, *extra: str) -> tuple[dict, str]:
     out = tmp_path / "bench.json"
-    assert main(["--n", "3", "--warmup", "1", "--json", str(out), *extra]) == 0
+    assert main(["bench", "policy", "--n", "3", "--warmup", "1", "--json", str(out), *extra]) == 0
     return json.loads(out.read_text()), capsys.readouterr().out
 
 

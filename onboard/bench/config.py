@@ -1,0 +1,78 @@
+"""The options of each `onboard bench ...` benchmark: defaults and help in one place, the command line derived from
+them (onboard/cli/options.py). Standard library only, so that building the parser loads no benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Literal
+
+
+def _opt(default: Any = MISSING, help: str = "", **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def _at_least(config: Any, minimum: float, *names: str) -> None:
+    for name in names:
+        if not getattr(config, name) >= minimum:
+            raise ValueError(f"--{name} must be at least {minimum:g}, got {getattr(config, name)}")
+
+
+@dataclass(frozen=True)
+class BusBenchConfig:
+    """`onboard bench bus`."""
+
+    n: int = _opt(2000, "round trips per measurement")
+    json: str | None = _opt(None, "also write the results to this JSON file")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "n")
+
+
+@dataclass(frozen=True)
+class SimBenchConfig:
+    """`onboard bench sim`."""
+
+    seconds: float = _opt(5.0, "simulated seconds per closed-loop run")
+    size: int = _opt(96, "camera image height and width in the loop (px)")
+    rate: float = _opt(30.0, "control rate (Hz)")
+    repeat: int = _opt(3, "runs per measurement (the median is reported)")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "size", "repeat")
+        if not (self.seconds > 0 and self.rate > 0):
+            raise ValueError(f"--seconds and --rate must be > 0, got {self.seconds:g} and {self.rate:g}")
+
+
+@dataclass(frozen=True)
+class PolicyBenchConfig:
+    """`onboard bench policy`."""
+
+    n: int = _opt(200, "timed calls per backend")
+    warmup: int = _opt(20, "untimed calls first")
+    threads: int = _opt(2, "intra-op threads for torch and onnxruntime")
+    checkpoint: str | None = _opt(None, "a VLA checkpoint (default: a random default-config model)")
+    lerobot: bool = _opt(True, "skip LeRobot's ACT even when it is installed", flag="--no-lerobot")
+    json: str | None = _opt(None, "also write the results to this JSON file")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "n", "threads")
+        _at_least(self, 0, "warmup")
+
+
+@dataclass(frozen=True)
+class LoopBenchConfig:
+    """`onboard bench loop`."""
+
+    seconds: float = _opt(10.0, "duration of each run")
+    rates: tuple[float, ...] = _opt((30.0, 100.0), "loop rates in Hz")
+    arm: Literal["process", "thread", "both"] = _opt(
+        "both",
+        "where the simulated arm runs: a child process (stand-in cameras), threads of this process (rendered "
+        "cameras), or both",
+    )
+    json: str | None = _opt(None, "also write the numbers to this JSON file")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rates", tuple(float(r) for r in self.rates))
+        if not (self.seconds > 0 and self.rates and min(self.rates) > 0):
+            raise ValueError(f"--seconds and --rates must be > 0, got {self.seconds:g} and {self.rates}")
