@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field
 
 from hardware.feetech import BAUD_RATES, REGISTERS, STS3215_REGISTERS, FeetechError, register
 from hardware.feetech.bus import DEFAULT_BAUDRATE, FeetechBus
 from hardware.feetech.tables import Area
+from onboard.cli.options import add_options, config_from
 
 SO101_MOTORS = {  # LeRobot's SO-100/SO-101 motor ids (hardware.md §3)
     "shoulder_pan": 1,
@@ -34,76 +36,107 @@ def parse_ids(text: str) -> list[int]:
     return ids
 
 
-def add_parser(sub: argparse._SubParsersAction, port_help: str) -> None:
+PORT_HELP = (
+    "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
+    "a pyserial URL such as simbus://?ids=1-6&faults=corrupt:0.02 (in-process emulator), or 'sim' (= simbus://?ids=1-6)"
+)
+BAUDS = sorted(BAUD_RATES.values())
+
+
+def resolve_port(port: str) -> str:
+    """'sim' -> the in-process emulator's URL; any other port as it is."""
+    if port == "sim":
+        return "simbus://?ids=1-6"
+    return port
+
+
+def _opt(default=MISSING, help: str = "", **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusOptions:
+    port: str = _opt(help=PORT_HELP)
+    baud: int = _opt(DEFAULT_BAUDRATE, "bus baud rate")
+    latency_ms: float = _opt(20.0, "reply margin over the wire time, ms", flag="--latency-ms")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanConfig(BusOptions):
+    all_bauds: bool = _opt(False, "scan every STS baud rate, not just --baud", flag="--all-bauds")
+    ids: str = _opt("0-252", "ids to try")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadConfig(BusOptions):
+    id: int = _opt(help="servo id")
+    names: tuple[str, ...] = _opt((), "register names, e.g. Present_Position Homing_Offset", positional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteConfig(BusOptions):
+    id: int = _opt(help="servo id")
+    name: str = _opt(help="register name", positional=True)
+    value: int = _opt(help="the value to write", positional=True)
+    persist: bool = _opt(False, "EEPROM: torque off, unlock, write, lock (survives power-off)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetIdConfig(BusOptions):
+    id: int = _opt(help="current id")
+    new_id: int = _opt(help="the servo's new id", flag="--new-id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetBaudConfig(BusOptions):
+    id: int = _opt(help="servo id")
+    new_baud: int = _opt(help="the servo's new baud rate", flag="--new-baud", choices=BAUDS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupMotorConfig(BusOptions):
+    new_id: int = _opt(help="the servo's new id", flag="--new-id")
+    new_baud: int = _opt(DEFAULT_BAUDRATE, "the servo's new baud rate", flag="--new-baud", choices=BAUDS)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     bus = sub.add_parser("bus", help="talk to Feetech servos: scan, read/write registers, set ids and baud rates")
     bsub = bus.add_subparsers(dest="bus_cmd", required=True)
-
-    def port_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--port", required=True, help=port_help)
-        p.add_argument("--baud", type=int, default=DEFAULT_BAUDRATE, help="bus baud rate (default 1000000)")
-        p.add_argument("--latency-ms", type=float, default=20.0, help="reply margin over the wire time (default 20)")
-
-    p = bsub.add_parser("scan", help="find servos at every baud rate (or --baud) and id")
-    port_args(p)
-    p.add_argument("--all-bauds", action="store_true", help="scan every STS baud rate, not just --baud")
-    p.add_argument("--ids", default="0-252", help="ids to try (default 0-252)")
-    p.set_defaults(func=cmd_scan)
-
-    p = bsub.add_parser("registers", help="list the STS3215 register map")
-    p.set_defaults(func=cmd_registers)
-
-    p = bsub.add_parser("read", help="read registers by name (all of them if none is named)")
-    port_args(p)
-    p.add_argument("--id", type=int, required=True)
-    p.add_argument("names", nargs="*", help="register names, e.g. Present_Position Homing_Offset")
-    p.set_defaults(func=cmd_read)
-
-    p = bsub.add_parser("write", help="write a register by name")
-    port_args(p)
-    p.add_argument("--id", type=int, required=True)
-    p.add_argument("name")
-    p.add_argument("value", type=int)
-    p.add_argument(
-        "--persist", action="store_true", help="EEPROM: torque off, unlock, write, lock (survives power-off)"
-    )
-    p.set_defaults(func=cmd_write)
-
-    p = bsub.add_parser("set-id", help="give one servo a new id (persistent)")
-    port_args(p)
-    p.add_argument("--id", type=int, required=True, help="current id")
-    p.add_argument("--new-id", type=int, required=True)
-    p.set_defaults(func=cmd_set_id)
-
-    p = bsub.add_parser("set-baud", help="set one servo's baud rate (persistent)")
-    port_args(p)
-    p.add_argument("--id", type=int, required=True)
-    p.add_argument("--new-baud", type=int, required=True, choices=sorted(BAUD_RATES.values()))
-    p.set_defaults(func=cmd_set_baud)
-
-    p = bsub.add_parser(
-        "setup-motor",
-        help="with exactly one servo connected: find it at any baud rate and id, give it --new-id and --new-baud",
-    )
-    port_args(p)
-    p.add_argument("--new-id", type=int, required=True)
-    p.add_argument("--new-baud", type=int, default=DEFAULT_BAUDRATE, choices=sorted(BAUD_RATES.values()))
-    p.set_defaults(func=cmd_setup_motor)
-
-    p = bsub.add_parser(
-        "setup-motors", help="SO-101 wizard: connect one motor at a time (gripper first) and press Enter for each"
-    )
-    port_args(p)
-    p.set_defaults(func=cmd_setup_motors)
+    for name, config, handler, text in (
+        ("scan", ScanConfig, cmd_scan, "find servos at every baud rate (or --baud) and id"),
+        ("registers", None, cmd_registers, "list the STS3215 register map"),
+        ("read", ReadConfig, cmd_read, "read registers by name (all of them if none is named)"),
+        ("write", WriteConfig, cmd_write, "write a register by name"),
+        ("set-id", SetIdConfig, cmd_set_id, "give one servo a new id (persistent)"),
+        ("set-baud", SetBaudConfig, cmd_set_baud, "set one servo's baud rate (persistent)"),
+        (
+            "setup-motor",
+            SetupMotorConfig,
+            cmd_setup_motor,
+            "with exactly one servo connected: find it at any baud rate and id, give it --new-id and --new-baud",
+        ),
+        (
+            "setup-motors",
+            BusOptions,
+            cmd_setup_motors,
+            "SO-101 wizard: connect one motor at a time (gripper first) and press Enter for each",
+        ),
+    ):
+        p = bsub.add_parser(name, help=text)
+        if config is not None:
+            add_options(p, config)
+        p.set_defaults(func=handler)
 
 
-def _bus(args: argparse.Namespace) -> FeetechBus:
-    return FeetechBus(args.port, args.baud, latency_s=args.latency_ms / 1000.0)
+def _bus(cfg: BusOptions) -> FeetechBus:
+    return FeetechBus(cfg.port, cfg.baud, latency_s=cfg.latency_ms / 1000.0)
 
 
 def cmd_scan(args: argparse.Namespace, out=print) -> int:
-    bauds = list(BAUD_RATES.values()) if args.all_bauds else [args.baud]
-    ids = parse_ids(args.ids)
-    with _bus(args) as bus:
+    cfg = config_from(args, ScanConfig)
+    bauds = list(BAUD_RATES.values()) if cfg.all_bauds else [cfg.baud]
+    ids = parse_ids(cfg.ids)
+    with _bus(cfg) as bus:
 
         def progress(baud: int, servo_id: int) -> None:
             if servo_id < 0:
@@ -111,7 +144,7 @@ def cmd_scan(args: argparse.Namespace, out=print) -> int:
 
         found = bus.scan(ids, bauds, progress=progress)
     if not found:
-        out(f"no servos found on {args.port} at {', '.join(map(str, bauds))} baud. Check power and cabling.")
+        out(f"no servos found on {cfg.port} at {', '.join(map(str, bauds))} baud. Check power and cabling.")
         return 1
     out(f"{'baud':>8}  {'id':>3}  model     firmware")
     for f in found:
@@ -128,14 +161,15 @@ def cmd_registers(args: argparse.Namespace, out=print) -> int:
 
 
 def cmd_read(args: argparse.Namespace, out=print) -> int:
-    regs = [register(n) for n in args.names] if args.names else [r for r in STS3215_REGISTERS]
-    with _bus(args) as bus:
-        values = bus.read_registers(args.id, regs, check_status=False)
-        status = bus.read(args.id, "Status", check_status=False)
+    cfg = config_from(args, ReadConfig)
+    regs = [register(n) for n in cfg.names] if cfg.names else [r for r in STS3215_REGISTERS]
+    with _bus(cfg) as bus:
+        values = bus.read_registers(cfg.id, regs, check_status=False)
+        status = bus.read(cfg.id, "Status", check_status=False)
     for r in regs:
         unit = f" {r.unit}" if r.unit else ""
         out(f"{r.name:<48} {values[r.name]:>7}{unit}")
-    if status and not args.names:
+    if status and not cfg.names:
         from hardware.feetech import StatusBit
 
         out(f"status: {StatusBit(status).describe()}")
@@ -143,32 +177,35 @@ def cmd_read(args: argparse.Namespace, out=print) -> int:
 
 
 def cmd_write(args: argparse.Namespace, out=print) -> int:
-    r = register(args.name)
-    with _bus(args) as bus:
-        if args.persist:
+    cfg = config_from(args, WriteConfig)
+    r = register(cfg.name)
+    with _bus(cfg) as bus:
+        if cfg.persist:
             if r.area is not Area.EEPROM:
                 out(f"note: {r.name} is in SRAM; --persist only matters for EEPROM registers")
-            bus.write_eeprom(args.id, r, args.value)
+            bus.write_eeprom(cfg.id, r, cfg.value)
         else:
-            bus.write(args.id, r, args.value, check_status=False)
+            bus.write(cfg.id, r, cfg.value, check_status=False)
             if r.area is Area.EEPROM:
                 out(f"note: {r.name} is in EEPROM; it is kept after power-off only if Lock is 0 (use --persist)")
-        value = bus.read(args.id, r, check_status=False)
-    out(f"servo {args.id}: {r.name} = {value}")
+        value = bus.read(cfg.id, r, check_status=False)
+    out(f"servo {cfg.id}: {r.name} = {value}")
     return 0
 
 
 def cmd_set_id(args: argparse.Namespace, out=print) -> int:
-    with _bus(args) as bus:
-        bus.set_id(args.id, args.new_id)
-    out(f"servo {args.id} is now id {args.new_id}")
+    cfg = config_from(args, SetIdConfig)
+    with _bus(cfg) as bus:
+        bus.set_id(cfg.id, cfg.new_id)
+    out(f"servo {cfg.id} is now id {cfg.new_id}")
     return 0
 
 
 def cmd_set_baud(args: argparse.Namespace, out=print) -> int:
-    with _bus(args) as bus:
-        bus.set_baudrate(args.id, args.new_baud)
-    out(f"servo {args.id} now talks at {args.new_baud} baud (the bus stays at {args.baud})")
+    cfg = config_from(args, SetBaudConfig)
+    with _bus(cfg) as bus:
+        bus.set_baudrate(cfg.id, cfg.new_baud)
+    out(f"servo {cfg.id} now talks at {cfg.new_baud} baud (the bus stays at {cfg.baud})")
     return 0
 
 
@@ -197,13 +234,15 @@ def setup_single_motor(bus: FeetechBus, new_id: int, new_baud: int, out: Callabl
 
 
 def cmd_setup_motor(args: argparse.Namespace, out=print) -> int:
-    with _bus(args) as bus:
-        setup_single_motor(bus, args.new_id, args.new_baud, out)
+    cfg = config_from(args, SetupMotorConfig)
+    with _bus(cfg) as bus:
+        setup_single_motor(bus, cfg.new_id, cfg.new_baud, out)
     return 0
 
 
 def cmd_setup_motors(args: argparse.Namespace, out=print) -> int:
-    with _bus(args) as bus:
+    cfg = config_from(args, BusOptions)
+    with _bus(cfg) as bus:
         for name, motor_id in reversed(SO101_MOTORS.items()):
             input(f"Connect the controller board to the '{name}' motor ONLY and press Enter.")
             setup_single_motor(bus, motor_id, DEFAULT_BAUDRATE, out)

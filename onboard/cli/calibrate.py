@@ -16,9 +16,12 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from onboard.cli.bus import PORT_HELP, resolve_port
+from onboard.cli.options import add_options, config_from
 from robot.arm import Arm
 from robot.arm_config import ARM_SPECS, ArmConfig, arm_spec, calibration_file
 from robot.calibration import (
@@ -191,73 +194,89 @@ def describe_calibration(calibration: Mapping[str, MotorCalibration]) -> str:
 
 
 # -------------------------------------------------------------------------------------------------------------- CLI
-def add_parser(
-    sub: argparse._SubParsersAction, port_help: str, resolve_port: Callable[[str], str] = lambda p: p
-) -> None:
-    """Register `calibrate` and `calibration import|show`. ``resolve_port`` maps port aliases (the composition root
-    turns 'sim' into a simulated bus)."""
-    types = ", ".join(ARM_SPECS)
+_TYPES = "; ".join(
+    f"{flag}: " + ", ".join(t for t, s in ARM_SPECS.items() if s.role == role)
+    for flag, role in (("--robot.type", "follower"), ("--teleop.type", "leader"))
+)
 
-    def device_flags(p: argparse.ArgumentParser, *, port: bool) -> None:
-        for prefix, role in (("robot", "follower"), ("teleop", "leader")):
-            known = ", ".join(t for t, s in ARM_SPECS.items() if s.role == role)
-            p.add_argument(f"--{prefix}.type", dest=f"{prefix}_type", metavar="TYPE", help=f"{role} arm: {known}")
-            if port:
-                p.add_argument(f"--{prefix}.port", dest=f"{prefix}_port", metavar="PORT", help=port_help)
-            p.add_argument(f"--{prefix}.id", dest=f"{prefix}_id", metavar="ID", help="the arm's name (its file)")
-            p.add_argument(
-                f"--{prefix}.calibration_dir",
-                dest=f"{prefix}_calibration_dir",
-                metavar="DIR",
-                help="where its calibration file lives (default: LeRobot's, "
-                f"~/.cache/huggingface/lerobot/calibration/{'robots' if prefix == 'robot' else 'teleoperators'}/...)",
-            )
-        p.set_defaults(resolve_port=resolve_port, console=None, sample_period_s=DEFAULT_SAMPLE_PERIOD_S)
 
+@dataclass(frozen=True, kw_only=True)
+class ArmFile:
+    """One arm as its calibration file knows it: --robot.* for a follower, --teleop.* for a leader."""
+
+    type: str | None = field(default=None, metadata={"help": f"the arm's type ({_TYPES})", "metavar": "TYPE"})
+    id: str | None = field(default=None, metadata={"help": "the arm's name (its file)", "metavar": "ID"})
+    calibration_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where its calibration file lives (default: LeRobot's, "
+            "~/.cache/huggingface/lerobot/calibration/robots|teleoperators/...)",
+            "metavar": "DIR",
+        },
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmDevice(ArmFile):
+    port: str | None = field(default=None, metadata={"help": PORT_HELP, "metavar": "PORT"})
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """`onboard calibrate` and `onboard calibration show`: one arm, a follower or a leader."""
+
+    robot: ArmDevice = field(default_factory=ArmDevice)
+    teleop: ArmDevice = field(default_factory=ArmDevice)
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    path: Path = field(metadata={"help": "a LeRobot calibration JSON file", "positional": True})
+    force: bool = field(default=False, metadata={"help": "replace an existing, different calibration file"})
+    robot: ArmFile = field(default_factory=ArmFile)
+    teleop: ArmFile = field(default_factory=ArmFile)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `calibrate` and `calibration import|show`."""
     p = sub.add_parser(
         "calibrate",
         help="calibrate an arm (LeRobot's procedure and file format)",
-        description=f"Calibrate one arm, as lerobot-calibrate does. Arm types: {types}.",
+        description=f"Calibrate one arm, as lerobot-calibrate does. Arm types: {', '.join(ARM_SPECS)}.",
     )
-    device_flags(p, port=True)
-    p.set_defaults(func=cmd_calibrate)
+    add_options(p, CalibrateConfig)
+    p.set_defaults(func=cmd_calibrate, console=None, sample_period_s=DEFAULT_SAMPLE_PERIOD_S)
 
     cal = sub.add_parser("calibration", help="calibration files: import a LeRobot file, show one")
     csub = cal.add_subparsers(dest="calibration_cmd", required=True)
     p = csub.add_parser("import", help="check a LeRobot calibration file and put it where this arm's file goes")
-    p.add_argument("path", type=Path, help="a LeRobot calibration JSON file")
-    p.add_argument("--force", action="store_true", help="replace an existing, different calibration file")
-    device_flags(p, port=False)
+    add_options(p, ImportConfig)
     p.set_defaults(func=cmd_import)
     p = csub.add_parser("show", help="show an arm's calibration file (and, with a port, compare it with the servos)")
-    device_flags(p, port=True)
+    add_options(p, CalibrateConfig)
     p.set_defaults(func=cmd_show)
 
 
-def _device(args: argparse.Namespace, *, need_port: bool) -> tuple[str, dict]:
+def _device(cfg: CalibrateConfig | ImportConfig, *, need_port: bool) -> tuple[str, dict]:
     """(role prefix, fields) of the one arm named by --robot.* or --teleop.*."""
-    chosen = [prefix for prefix in ("robot", "teleop") if getattr(args, f"{prefix}_type", None)]
+    chosen = [prefix for prefix in ("robot", "teleop") if getattr(cfg, prefix).type]
     if len(chosen) != 1:
         raise ArmConfigError(
             "name one arm: --robot.type=so101_follower (a follower) or --teleop.type=so101_leader (a leader), "
             "with its --*.port and --*.id" + (" (not both)" if chosen else "")
         )
     prefix = chosen[0]
-    type_ = getattr(args, f"{prefix}_type")
-    spec = arm_spec(type_)
+    arm = getattr(cfg, prefix)
+    spec = arm_spec(arm.type)
     if (spec.role == "follower") != (prefix == "robot"):
         right = "--robot.type" if spec.role == "follower" else "--teleop.type"
-        raise ArmConfigError(f"{type_} is a {spec.role} arm: name it with {right}={type_}")
-    fields = {
-        "type": type_,
-        "id": getattr(args, f"{prefix}_id"),
-        "calibration_dir": getattr(args, f"{prefix}_calibration_dir"),
-    }
-    port = getattr(args, f"{prefix}_port", None)
+        raise ArmConfigError(f"{arm.type} is a {spec.role} arm: name it with {right}={arm.type}")
+    fields = {"type": arm.type, "id": arm.id, "calibration_dir": arm.calibration_dir}
+    port = getattr(arm, "port", None)
     if need_port and not port:
-        raise ArmConfigError(f"{type_} needs --{prefix}.port (e.g. /dev/ttyACM0, or sim for the simulated arm)")
+        raise ArmConfigError(f"{arm.type} needs --{prefix}.port (e.g. /dev/ttyACM0, or sim for the simulated arm)")
     if port:
-        fields["port"] = args.resolve_port(port)
+        fields["port"] = resolve_port(port)
     if fields["id"] is None:
         raise ArmConfigError(f"name the arm with --{prefix}.id=... (its calibration file is <id>.json)")
     return prefix, fields
@@ -269,30 +288,69 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``args.console`` (None: the terminal), ``args.sample_period_s`` and ``args.sleep`` may stand in for the
+    person and the clock. ``--robot.port=sim`` (or ``--teleop.port=sim``): a fresh simulated arm and a scripted
+    person who moves it."""
+    cfg = config_from(args, CalibrateConfig)
+    period = getattr(args, "sample_period_s", DEFAULT_SAMPLE_PERIOD_S)
+    if "sim" in (cfg.robot.port, cfg.teleop.port):
+        return _calibrate_simulated_arm(cfg, period)
+    console = args.console if getattr(args, "console", None) is not None else TerminalConsole()
+    return _calibrate(cfg, console, period, getattr(args, "sleep", None))
+
+
+def _calibrate(cfg: CalibrateConfig, console: Console, period: float, sleep: Callable[[float], None] | None) -> int:
     try:
-        _, fields = _device(args, need_port=True)
-        config = ArmConfig(**fields)
-        console = args.console if getattr(args, "console", None) is not None else TerminalConsole()
-        run_calibration(
-            config,
-            console,
-            sample_period_s=getattr(args, "sample_period_s", DEFAULT_SAMPLE_PERIOD_S),
-            sleep=getattr(args, "sleep", None),
-        )
+        _, fields = _device(cfg, need_port=True)
+        run_calibration(ArmConfig(**fields), console, sample_period_s=period, sleep=sleep)
     except RobotError as exc:
         return _fail(exc)
     return 0
 
 
+def _calibrate_simulated_arm(cfg: CalibrateConfig, period: float) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from sim.twin.person import SimulatedPerson
+    from sim.twin.so101 import SimulatedSO101
+    from sim.twin.world import qpos_to_lerobot
+
+    prefix = "robot" if cfg.robot.port == "sim" else "teleop"
+    with SimulatedSO101(seed=0) as sim_arm:
+        arm_options = dataclasses.replace(getattr(cfg, prefix), port=sim_arm.url)
+        cfg = dataclasses.replace(cfg, **{prefix: arm_options})
+        person = SimulatedPerson(sim_arm)
+        rc = _calibrate(cfg, person, period, person.sleep)
+        if rc == 0 and prefix == "robot":
+            r = cfg.robot
+            config = ArmConfig(type=r.type, port=sim_arm.url, id=r.id, calibration_dir=r.calibration_dir)
+            goal = np.array([20.0, -30.0, 40.0, -20.0, 45.0, 30.0], dtype=np.float32)
+            with Arm(config) as arm:
+                arm.send_action(goal)
+                sim_arm.clock.sleep(1.5)
+                read = arm.read_positions()
+                true = qpos_to_lerobot(sim_arm.joint_angles())
+            err = np.abs(read - true)
+            print(
+                "check: after a move the calibrated arm reads "
+                + ", ".join(f"{n} {r:+.1f}" for n, r in zip(arm.spec.names, read))
+                + f"; the simulated joints are within {err[:5].max():.2f}° of that (gripper {err[5]:.2f} of 100)"
+            )
+        return rc
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    cfg = config_from(args, ImportConfig)
     try:
-        _, fields = _device(args, need_port=False)
+        _, fields = _device(cfg, need_port=False)
         spec = arm_spec(fields["type"])
         dest = calibration_file(fields["type"], fields["id"], fields["calibration_dir"])
-        if dest.exists() and not args.force and dest.resolve() != args.path.expanduser().resolve():
+        if dest.exists() and not cfg.force and dest.resolve() != cfg.path.expanduser().resolve():
             try:
                 same = calibration_to_json(load_calibration(dest)) == calibration_to_json(
-                    load_calibration(args.path.expanduser())
+                    load_calibration(cfg.path.expanduser())
                 )
             except CalibrationFileError:
                 same = False
@@ -300,17 +358,17 @@ def cmd_import(args: argparse.Namespace) -> int:
                 raise CalibrationFileError(
                     f"{dest} already exists with another calibration; add --force to replace it", dest
                 )
-        calibration = import_calibration(args.path.expanduser(), dest, spec.ids)
+        calibration = import_calibration(cfg.path.expanduser(), dest, spec.ids)
     except RobotError as exc:
         return _fail(exc)
-    print(f"Imported {args.path} as the calibration of {fields['type']} {fields['id']!r}: {dest}")
+    print(f"Imported {cfg.path} as the calibration of {fields['type']} {fields['id']!r}: {dest}")
     print(describe_calibration(calibration))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
-        _, fields = _device(args, need_port=False)
+        _, fields = _device(config_from(args, CalibrateConfig), need_port=False)
         path = calibration_file(fields["type"], fields["id"], fields["calibration_dir"])
         if not path.is_file():
             p = "--robot" if arm_spec(fields["type"]).role == "follower" else "--teleop"

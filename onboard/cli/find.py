@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from hardware.discovery import PortError, detect_unplugged_port, list_serial_ports, udev_rule
+from onboard.cli.options import add_options, config_from
+
+
+@dataclass(frozen=True)
+class FindCamerasConfig:
+    max_index: int = field(default=10, metadata={"flag": "--max-index", "help": "probe /dev/video0 .. /dev/video{N-1}"})
+
+
+@dataclass(frozen=True)
+class FindPortConfig:
+    list: bool = field(default=False, metadata={"help": "only list the ports (no unplugging)"})
+    name: str = field(default="so101_follower", metadata={"help": "symlink name for the suggested udev rule"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     find = sub.add_parser("find", help="find cameras and the servo bus's serial port")
     fsub = find.add_subparsers(dest="find_cmd", required=True)
     p = fsub.add_parser("cameras", help="list OpenCV cameras with their default size/fps and stable /dev/v4l names")
-    p.add_argument("--max-index", type=int, default=10, help="probe /dev/video0 .. /dev/video{N-1} (default 10)")
+    add_options(p, FindCamerasConfig)
     p.set_defaults(func=find_cameras_cli)
     p = fsub.add_parser("port", help="list serial ports; unplug the arm's board when asked to find which one it is")
-    p.add_argument("--list", action="store_true", help="only list the ports (no unplugging)")
-    p.add_argument("--name", default="so101_follower", help="symlink name for the suggested udev rule")
+    add_options(p, FindPortConfig)
     p.set_defaults(func=find_port_cli)
 
 
 def find_cameras_cli(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     from hardware.discovery import find_cameras
 
-    cams = find_cameras(max_index=getattr(args, "max_index", 10))
+    cams = find_cameras(max_index=config_from(args, FindCamerasConfig).max_index)
     if not cams:
         out(
             "no camera found. Check that it is plugged in, that you may read /dev/video* (on Linux: the 'video' "
@@ -53,6 +65,7 @@ def find_port_cli(
     out: Callable[[str], None] = print,
     list_ports: Callable[[], list[dict]] = list_serial_ports,
 ) -> int:
+    cfg = config_from(args, FindPortConfig)
     before = list_ports()
     if not before:
         out("no serial ports found: plug in the board's USB cable and power it (on Linux check `dmesg`)")
@@ -62,7 +75,7 @@ def find_port_cli(
         out(f"  {_describe(p)}")
         for link in p["by_id"]:
             out(f"    stable name: {link}")
-    if getattr(args, "list", False):
+    if cfg.list:
         return 0
     input_fn("Unplug the USB cable of the arm's board (leave the others), then press Enter... ")
     after = list_ports()
@@ -76,7 +89,7 @@ def find_port_cli(
     stable = port["by_id"][0] if port["by_id"] else None
     if stable:
         out(f"stable name (survives re-plugging and reboots): {stable}")
-    rule = udev_rule(port, getattr(args, "name", "so101_follower"))
+    rule = udev_rule(port, cfg.name)
     if rule:
         out("or give it a name of your own with a udev rule (/etc/udev/rules.d/99-onboard.rules):")
         out(f"  {rule}")

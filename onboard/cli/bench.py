@@ -1,0 +1,67 @@
+"""`onboard bench bus|sim|policy|loop`: does this machine keep up? Each benchmark takes its config
+(onboard/bench/config.py), from which its options are derived."""
+
+from __future__ import annotations
+
+import argparse
+
+from onboard.bench.config import BusBenchConfig, LoopBenchConfig, PolicyBenchConfig, SimBenchConfig
+from onboard.cli.options import add_options, config_from
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    benchp = sub.add_parser("bench", help="benchmarks: does this machine keep up?")
+    bsub = benchp.add_subparsers(dest="bench_cmd", required=True)
+    for name, config, func, text in (
+        (
+            "bus",
+            BusBenchConfig,
+            cmd_bench_bus,
+            "6-servo sync read/write round trips: in-process, pty, LeRobot, vendor SDK",
+        ),
+        (
+            "sim",
+            SimBenchConfig,
+            cmd_bench_sim,
+            "physics, rendering, closed-loop and environment speed of the simulated arm",
+        ),
+        (
+            "policy",
+            PolicyBenchConfig,
+            cmd_bench_policy,
+            "VLA inference latency: eager torch vs onnxruntime vs LeRobot's ACT",
+        ),
+        (
+            "loop",
+            LoopBenchConfig,
+            cmd_bench_loop,
+            "control-loop jitter, overruns and per-stage times at 30 and 100 Hz (wall clock)",
+        ),
+    ):
+        p = bsub.add_parser(name, help=text)
+        add_options(p, config)
+        p.set_defaults(func=func)
+
+
+def cmd_bench_bus(args: argparse.Namespace) -> int:
+    from onboard.bench.bus import main
+
+    return main(config_from(args, BusBenchConfig))
+
+
+def cmd_bench_sim(args: argparse.Namespace) -> int:
+    from onboard.bench.sim import main
+
+    return main(config_from(args, SimBenchConfig))
+
+
+def cmd_bench_policy(args: argparse.Namespace) -> int:
+    from onboard.bench.policy import main
+
+    return main(config_from(args, PolicyBenchConfig))
+
+
+def cmd_bench_loop(args: argparse.Namespace) -> int:
+    from onboard.bench.loop import main
+
+    return main(config_from(args, LoopBenchConfig))

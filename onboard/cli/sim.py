@@ -1,0 +1,183 @@
+"""`onboard sim ...`: the simulated twin as a device (serve-bus, serve), a video of the scripted expert (show), and
+the expert's success rates (expert)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hardware.feetech import FeetechError
+from onboard.cli.bus import parse_ids
+from onboard.cli.options import add_options, config_from
+
+_WIRE_TIME = {"flag": "--no-wire-time", "help": "answer at once instead of at the wire's pace"}
+_DURATION = {"help": "stop after this many seconds (none: at Ctrl-C)"}
+
+
+@dataclass(frozen=True)
+class ServeBusConfig:
+    ids: str = field(default="1-6", metadata={"help": "servo ids"})
+    baud: int = field(default=1_000_000, metadata={"help": "the servos' baud rate"})
+    faults: str = field(default="", metadata={"help": "fault profile, e.g. corrupt=0.02,drop=0.01,unplugged=3"})
+    wire_time: bool = field(default=True, metadata=_WIRE_TIME)
+    duration: float | None = field(default=None, metadata=_DURATION)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    seed: int = field(default=0, metadata={"help": "draws the horn offsets"})
+    calibrated: bool = field(default=False, metadata={"help": "write the calibration into the servos first"})
+    wire_time: bool = field(default=True, metadata=_WIRE_TIME)
+    duration: float | None = field(default=None, metadata=_DURATION)
+
+
+@dataclass(frozen=True)
+class ShowConfig:
+    task: str = field(default="pick", metadata={"help": "touch, pick or place"})
+    color: str = field(default="red", metadata={"help": "red, green or blue"})
+    seed: int = field(default=0, metadata={"help": "scene layout seed"})
+    out: str = field(default="outputs/sim_show.mp4", metadata={"help": "video path"})
+    viewer: bool = field(
+        default=True, metadata={"flag": "--no-viewer", "help": "do not open MuJoCo's viewer even with a display"}
+    )
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    task: tuple[str, ...] = field(default=(), metadata={"help": "repeatable: touch, pick, place (none: all)"})
+    n: int = field(default=100, metadata={"help": "seeds per task"})
+    seed0: int = field(default=1000, metadata={"help": "first seed"})
+    stack: Literal["mirrored", "direct"] = field(
+        default="mirrored", metadata={"help": "mirrored: the whole stack down to the emulated servos; direct: MuJoCo"}
+    )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    simp = sub.add_parser("sim", help="the simulated twin")
+    ssub = simp.add_subparsers(dest="sim_cmd", required=True)
+    p = ssub.add_parser(
+        "serve-bus",
+        help="serve emulated STS3215 servos on a pseudo-terminal that any serial client can open; prints its path",
+    )
+    add_options(p, ServeBusConfig)
+    p.set_defaults(func=cmd_sim_serve_bus)
+
+    p = ssub.add_parser(
+        "serve",
+        help="serve a simulated SO-101 (MuJoCo twin, real time) on a pseudo-terminal; prints its path",
+        description="The simulated arm as a device: point any driver (LeRobot's --robot.port, onboard's --port) at "
+        "the printed /dev/pts/N. The arm starts uncalibrated (random horn offsets), like a new kit, unless "
+        "--calibrated.",
+    )
+    add_options(p, ServeConfig)
+    p.set_defaults(func=cmd_sim_serve)
+
+    p = ssub.add_parser("show", help="write a video of a scripted-expert episode (and open MuJoCo's viewer)")
+    add_options(p, ShowConfig)
+    p.set_defaults(func=cmd_sim_show)
+
+    p = ssub.add_parser(
+        "expert",
+        help="success rate of the scripted expert over N seeds per task",
+        description="Runs the scripted expert on N random seeds per task and prints success rates per task and "
+        "colour. --stack mirrored (default) runs it like a policy: goals through the Arm, the Feetech driver and the "
+        "emulated servos on MuJoCo joints; --stack direct drives MuJoCo's actuators (for debugging the expert).",
+    )
+    add_options(p, ExpertConfig)
+    p.set_defaults(func=cmd_sim_expert)
+
+
+def _serve_until(duration: float | None) -> None:
+    """Keep serving until ``duration`` seconds have passed (None: until Ctrl-C)."""
+    import time
+
+    try:
+        deadline = None if duration is None else time.monotonic() + duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
+    from hardware.feetech import BAUD_CODES
+    from sim.feetech import FaultProfile, SimBus
+    from sim.feetech.servo import EmulatedServo
+    from sim.transport.pty_server import PtyBusServer
+
+    cfg = config_from(args, ServeBusConfig)
+    if cfg.baud not in BAUD_CODES:
+        raise FeetechError(f"--baud must be one of {sorted(BAUD_CODES)}")
+    ids = parse_ids(cfg.ids)
+    servos = [EmulatedServo(i, baudrate_code=BAUD_CODES[cfg.baud]) for i in ids]
+    bus = SimBus(servos, faults=FaultProfile.parse(cfg.faults) if cfg.faults else None)
+    with PtyBusServer(bus, wire_time=cfg.wire_time) as server:
+        print(server.path, flush=True)
+        print(
+            f"serving {len(ids)} emulated STS3215 (ids {cfg.ids}) at {cfg.baud} baud on {server.path}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        _serve_until(cfg.duration)
+    return 0
+
+
+def cmd_sim_serve(args: argparse.Namespace) -> int:
+    from sim.twin.physics import RealTimeRunner
+    from sim.twin.so101 import SimulatedSO101
+
+    cfg = config_from(args, ServeConfig)
+    with SimulatedSO101(seed=cfg.seed, uncalibrated=not cfg.calibrated) as arm:
+        server = arm.serve_pty(wire_time=cfg.wire_time)
+        print(server.path, flush=True)
+        state = "calibrated" if cfg.calibrated else "uncalibrated (run a calibration first)"
+        print(
+            f"simulated SO-101 ({state}, seed {cfg.seed}) on {server.path}, ids 1-6 at 1000000 baud, real time; "
+            "Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        with RealTimeRunner(arm.world):
+            _serve_until(cfg.duration)
+    return 0
+
+
+def cmd_sim_show(args: argparse.Namespace) -> int:
+    from onboard.demo.show import show
+
+    cfg = config_from(args, ShowConfig)
+    result = show(cfg.task, cfg.color, cfg.seed, cfg.out, viewer=None if cfg.viewer else False)
+    return 0 if result["success"] else 1
+
+
+def cmd_sim_expert(args: argparse.Namespace) -> int:
+    import time
+
+    from onboard.eval.expert import evaluate, format_table
+    from sim import tasks
+    from sim.expert.harness import DirectExecutor
+
+    cfg = config_from(args, ExpertConfig)
+    names = cfg.task or sorted(tasks.TASKS)
+    for name in names:
+        tasks.get_task(name)
+    reports = []
+    for name in names:
+        t = time.monotonic()
+        if cfg.stack == "mirrored":
+            from sim.expert.harness import EnvExecutor
+
+            exe = EnvExecutor()
+        else:
+            exe = DirectExecutor()
+        try:
+            reports.append(evaluate(name, n=cfg.n, seed0=cfg.seed0, executor=exe))
+        finally:
+            if hasattr(exe, "close"):
+                exe.close()
+        print(f"  {name}: {cfg.n} episodes in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+    print(f"scripted expert on the {cfg.stack} stack, seeds {cfg.seed0}..{cfg.seed0 + cfg.n - 1}")
+    print(format_table(reports))
+    return 0
