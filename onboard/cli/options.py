@@ -69,7 +69,7 @@ def _dest(name: str) -> str:
 
 def _text(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else repr(value)  # 30.0 -> "30", 0.3 -> "0.3", no rounding
     if isinstance(value, tuple):
         return " ".join(_text(v) for v in value)
     return str(value)
