@@ -191,7 +191,6 @@ def test_no_folder_circle(graph):
     assert not any("onboard" in deps for deps in folders.values()), "nothing imports onboard/"
 
 
-@pytest.mark.xfail(reason="two circles left: dataset verify<->writer, eval workers<->evaluate (being cut)")
 def test_no_file_circle(graph):
     assert cycles(graph) == []
 
