@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hardware.feetech.protocol import BROADCAST_ID, Instruction, PacketDecoder
+from hardware.feetech.tables import REGISTERS
 from robot.arm import Arm
 from robot.arm_config import ArmConfig
 from robot.calibration import MotorCalibration, save_calibration
@@ -22,7 +24,7 @@ from robot.errors import (
     StallError,
 )
 from robot.loop import ControlLoop
-from robot.safety import BLOCK_LENGTH, SafeArm
+from robot.safety import SafeArm
 from robot.safety_config import SafetyConfig
 from sim.twin.so101 import SimulatedSO101
 
@@ -319,13 +321,29 @@ def test_emergency_stop_then_reset(rig: Rig):
 
 def test_one_read_per_check(rig: Rig):
     """check() costs one SYNC_READ (Present_Position .. Status) and replaces the position read of a tick."""
+    bus = rig.sim.bus
+    wire: list[bytes] = []
+    transact = bus.transact
+
+    def listen(data: bytes, t: float, line_baud: int):  # what the driver puts on the wire, passed on unchanged
+        wire.append(bytes(data))
+        return transact(data, t, line_baud)
+
     with SafeArm(rig.arm, rig.clock) as safe:
         stats = rig.arm.bus.stats
         before = stats.as_dict()
-        r = safe.check()
+        bus.transact = listen
+        try:
+            r = safe.check()
+        finally:
+            del bus.transact
         after = stats.as_dict()
         changed = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-        assert BLOCK_LENGTH == 10
+        assert changed == {"transactions": 1}, changed  # one transaction, no retry, no error
+        first = REGISTERS["Present_Position"].address
+        length = REGISTERS["Status"].address + 1 - first  # position, speed, load, voltage, temperature, .., status
+        ids = bytes(rig.arm.ids[n] for n in NAMES)
+        packets = [(p.id, p.instruction, p.params) for p in PacketDecoder("instruction").feed(b"".join(wire))]
+        assert packets == [(BROADCAST_ID, Instruction.SYNC_READ, bytes([first, length]) + ids)], packets
         np.testing.assert_allclose(r.positions, rig.arm.read_positions(), atol=1e-4)
         assert r.temperature.tolist() == [rig.sim.servos[n].read_register("Present_Temperature") for n in NAMES]
-        assert changed.get("transactions", 1) == 1, changed
