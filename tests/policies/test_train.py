@@ -1,6 +1,7 @@
 """`onboard train` on a tiny dataset: steps, checkpoints (safetensors + JSON), resume, a usable model."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from policies.dataset import DatasetWriter
 from policies.train import TrainConfig, train
 from policies.vla.checkpoint import load_checkpoint
 from policies.vla.config import VLAConfig
+from tests.conftest import require
 
 NAMES = [f"{j}.pos" for j in ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")]
 
@@ -119,17 +121,64 @@ def test_trained_checkpoint_behind_the_policy_seam(tmp_path):
     assert chunk.actions.shape == (5, 6) and chunk.finite
 
 
+class Watched:
+    """A policy with what it was asked recorded: the tasks it was reset to and the image sizes it was shown."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.tasks: list[str] = []
+        self.image_shapes: set[tuple[int, ...]] = set()
+
+    def reset(self, task: str) -> None:
+        self.tasks.append(task)
+        self.policy.reset(task)
+
+    def infer(self, observation: dict):
+        self.image_shapes.add(observation["observation.images.front"].shape)
+        return self.policy.infer(observation)
+
+
 def test_periodic_evaluation_in_simulation_runs_a_checkpoint(tmp_path):
     from onboard.eval.episodes import evaluate_checkpoint
     from onboard.eval.factories import make_runner, policy_and_size
+    from sim.expert.harness import spec_for_seed
 
     data = make_dataset(tmp_path / "ds", episodes=1, frames=10)
     cfg = TrainConfig(
         datasets=(str(data),), output_dir=str(tmp_path / "run"), steps=1, batch_size=2, warmup_steps=1, model=SMALL
     )
     ckpt = train(cfg, progress=False, log=lambda _: None)
-    report = evaluate_checkpoint(ckpt, task="touch", n=1, load_policy=policy_and_size, make_runner=make_runner)
-    assert report["n"] == 1 and 0.0 <= report["success_rate"] <= 1.0  # an untrained model: runs, success unlikely
+    loaded: dict = {}
+
+    def load_policy(kind, path, **kwargs):
+        policy, size = policy_and_size(kind, path, **kwargs)
+        loaded.update(kind=kind, path=path, size=size, policy=Watched(policy))
+        return loaded["policy"], size
+
+    report = evaluate_checkpoint(ckpt, task="touch", n=1, seed0=7, load_policy=load_policy, make_runner=make_runner)
+    policy = loaded.pop("policy")
+    assert loaded == {"kind": "vla", "path": ckpt, "size": 32}  # the checkpoint, as a VLA, at its own camera size
+    assert policy.tasks == [spec_for_seed("touch", 7).instruction]  # the episode of seed seed0
+    assert policy.image_shapes == {(32, 32, 3)}
+    assert report == {"task": "touch", "n": 1, "success": 0, "success_rate": 0.0}  # one step of training: no touch
+
+
+def test_periodic_evaluation_reports_the_success_rate_of_its_episodes():
+    """The shipped model through the same evaluation, on two seeds with known outcomes: pick seed 2 fails, seed 3
+    succeeds (on the sim clock, 0 ms emulated latency)."""
+    require("onnxruntime", "onnx")
+    import policies
+    from onboard.eval.episodes import evaluate_checkpoint
+    from onboard.eval.factories import make_runner, policy_and_size
+
+    bundle = Path(policies.__file__).resolve().parent / "bundled" / "so101_vla"
+
+    def load_policy(kind, path, **kwargs):  # the bundle is the ONNX export of a VLA checkpoint
+        assert kind == "vla"
+        return policy_and_size("onnx", path, **kwargs)
+
+    report = evaluate_checkpoint(bundle, task="pick", n=2, seed0=2, load_policy=load_policy, make_runner=make_runner)
+    assert report == {"task": "pick", "n": 2, "success": 1, "success_rate": 0.5}
 
 
 def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
