@@ -77,7 +77,7 @@ def retried(scs, port, transaction, comm=lambda result: result, attempts: int = 
     time out): both processes stop, and the SDK may look at the clock before the emulator has run. A driver on a
     real bus retries a timed-out read (LeRobot does); so do these polling loops, after discarding any reply that came
     in late so that the next transaction starts in step. Only timeouts are retried: a corrupt or wrong reply still
-    fails the test."""
+    fails the test. Every transaction that expects a reply goes through it, pings included."""
     for _ in range(attempts):
         result = transaction()
         if comm(result) != scs.COMM_RX_TIMEOUT:
@@ -87,40 +87,50 @@ def retried(scs, port, transaction, comm=lambda result: result, attempts: int = 
     return result
 
 
+def read_retried(scs, port, call, *args):
+    """A ping or a read (``call(port, *args) -> (value, comm, error)``), again after a reply timeout."""
+    return retried(scs, port, lambda: call(port, *args), lambda result: result[1])
+
+
+def write_retried(scs, port, call, *args):
+    """A write that gets a status reply (``-> (comm, error)``), again after a reply timeout: writes are idempotent."""
+    return retried(scs, port, lambda: call(port, *args), lambda result: result[0])
+
+
 def test_ping_reports_the_sts3215_model_number(scs, sdk):
     port, ph = sdk
     for i in IDS:
-        model, comm, error = ph.ping(port, i)
+        model, comm, error = read_retried(scs, port, ph.ping, i)
         assert (model, comm, error) == (777, scs.COMM_SUCCESS, 0), ph.getTxRxResult(comm)
-    model, comm, _ = ph.ping(port, 7)  # nobody there: the SDK times out
+    model, comm, _ = read_retried(scs, port, ph.ping, 7)  # nobody there: the SDK times out
     assert comm == scs.COMM_RX_TIMEOUT and model == 0
 
 
 def test_read_and_write_real_registers(scs, sdk, sim_bus):
     port, ph = sdk
-    assert ph.read1ByteTxRx(port, 3, ADDR_FW_MAJOR) == (3, scs.COMM_SUCCESS, 0)
-    assert ph.read1ByteTxRx(port, 3, ADDR_FW_MINOR) == (6, scs.COMM_SUCCESS, 0)
-    assert ph.read2ByteTxRx(port, 3, ADDR_MODEL) == (777, scs.COMM_SUCCESS, 0)
-    assert ph.read2ByteTxRx(port, 4, ADDR_PRESENT) == (START[4], scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read1ByteTxRx, 3, ADDR_FW_MAJOR) == (3, scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read1ByteTxRx, 3, ADDR_FW_MINOR) == (6, scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read2ByteTxRx, 3, ADDR_MODEL) == (777, scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read2ByteTxRx, 4, ADDR_PRESENT) == (START[4], scs.COMM_SUCCESS, 0)
 
-    assert ph.write1ByteTxRx(port, 2, ADDR_P, 16) == (scs.COMM_SUCCESS, 0)
-    assert ph.read1ByteTxRx(port, 2, ADDR_P) == (16, scs.COMM_SUCCESS, 0)
+    assert write_retried(scs, port, ph.write1ByteTxRx, 2, ADDR_P, 16) == (scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read1ByteTxRx, 2, ADDR_P) == (16, scs.COMM_SUCCESS, 0)
     assert sim_bus.servo(2).read_register("P_Coefficient") == 16
     assert sim_bus.servo(1).read_register("P_Coefficient") == 32  # only servo 2 was addressed
 
-    assert ph.write2ByteTxRx(port, 2, ADDR_MAX_TORQUE, 500) == (scs.COMM_SUCCESS, 0)
-    assert ph.read2ByteTxRx(port, 2, ADDR_MAX_TORQUE) == (500, scs.COMM_SUCCESS, 0)
+    assert write_retried(scs, port, ph.write2ByteTxRx, 2, ADDR_MAX_TORQUE, 500) == (scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read2ByteTxRx, 2, ADDR_MAX_TORQUE) == (500, scs.COMM_SUCCESS, 0)
     assert sim_bus.servo(2).read_register("Max_Torque_Limit") == 500
 
 
 def test_goal_position_moves_the_servo_there(scs, sdk, sim_bus):
     port, ph = sdk
-    assert ph.write1ByteTxRx(port, 1, ADDR_TORQUE_ENABLE, 1) == (scs.COMM_SUCCESS, 0)
-    assert ph.write2ByteTxRx(port, 1, ADDR_GOAL, 1600) == (scs.COMM_SUCCESS, 0)
+    assert write_retried(scs, port, ph.write1ByteTxRx, 1, ADDR_TORQUE_ENABLE, 1) == (scs.COMM_SUCCESS, 0)
+    assert write_retried(scs, port, ph.write2ByteTxRx, 1, ADDR_GOAL, 1600) == (scs.COMM_SUCCESS, 0)
     assert sim_bus.servo(1).read_register("Goal_Position") == 1600
 
     def present():
-        value, comm, error = retried(scs, port, lambda: ph.read2ByteTxRx(port, 1, ADDR_PRESENT), lambda r: r[1])
+        value, comm, error = read_retried(scs, port, ph.read2ByteTxRx, 1, ADDR_PRESENT)
         assert (comm, error) == (scs.COMM_SUCCESS, 0), ph.getTxRxResult(comm)
         return scs.SCS_TOHOST(value, 15)
 
@@ -135,7 +145,7 @@ def test_group_sync_read_present_position_of_six_servos(scs, sdk, sim_bus):
     for i in IDS:
         assert reader.addParam(i)
     for _ in range(3):  # repeated sync reads on one port stay in step (no stale bytes between them)
-        assert reader.txRxPacket() == scs.COMM_SUCCESS
+        assert retried(scs, port, reader.txRxPacket) == scs.COMM_SUCCESS
         for i in IDS:
             assert reader.isAvailable(i, ADDR_PRESENT, 2)
             assert reader.getData(i, ADDR_PRESENT, 2) == START[i] == sim_bus.servo(i).read_register("Present_Position")
@@ -145,7 +155,7 @@ def test_group_sync_write_goal_position_moves_all_servos(scs, sdk, sim_bus):
     port, ph = sdk
     goals = {1: 1100, 2: 1400, 3: 2148, 4: 2500, 5: 3000, 6: 3800}
     for i in IDS:
-        assert ph.write1ByteTxRx(port, i, ADDR_TORQUE_ENABLE, 1) == (scs.COMM_SUCCESS, 0)
+        assert write_retried(scs, port, ph.write1ByteTxRx, i, ADDR_TORQUE_ENABLE, 1) == (scs.COMM_SUCCESS, 0)
     writer = scs.GroupSyncWrite(port, ph, ADDR_GOAL, 2)
     for i, g in goals.items():
         assert writer.addParam(i, [scs.SCS_LOBYTE(g), scs.SCS_HIBYTE(g)])
@@ -167,12 +177,13 @@ def test_group_sync_write_goal_position_moves_all_servos(scs, sdk, sim_bus):
 def test_reg_write_waits_for_action(scs, sdk, sim_bus):
     port, ph = sdk
     before = sim_bus.servo(2).read_register("Goal_Position")
-    assert ph.regWriteTxRx(port, 2, ADDR_GOAL, 2, [0x34, 0x08]) == (scs.COMM_SUCCESS, 0)  # 0x0834 = 2100
-    assert ph.read1ByteTxRx(port, 2, ADDR_ASYNC_FLAG) == (1, scs.COMM_SUCCESS, 0)
+    goal = [0x34, 0x08]  # 0x0834 = 2100
+    assert write_retried(scs, port, ph.regWriteTxRx, 2, ADDR_GOAL, 2, goal) == (scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read1ByteTxRx, 2, ADDR_ASYNC_FLAG) == (1, scs.COMM_SUCCESS, 0)
     assert sim_bus.servo(2).read_register("Goal_Position") == before
     assert ph.action(port, scs.BROADCAST_ID) == scs.COMM_SUCCESS
-    assert ph.read2ByteTxRx(port, 2, ADDR_GOAL) == (2100, scs.COMM_SUCCESS, 0)
-    assert ph.read1ByteTxRx(port, 2, ADDR_ASYNC_FLAG) == (0, scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read2ByteTxRx, 2, ADDR_GOAL) == (2100, scs.COMM_SUCCESS, 0)
+    assert read_retried(scs, port, ph.read1ByteTxRx, 2, ADDR_ASYNC_FLAG) == (0, scs.COMM_SUCCESS, 0)
 
 
 def test_wrong_baud_rate_finds_nothing(scs):
@@ -187,7 +198,7 @@ def test_wrong_baud_rate_finds_nothing(scs):
             found = {}
             for baud in (1_000_000, 500_000, 115_200, 57_600):
                 assert port.setBaudRate(baud)
-                found[baud] = [i for i in (1, 2, 3) if ph.ping(port, i)[1] == scs.COMM_SUCCESS]
+                found[baud] = [i for i in (1, 2, 3) if read_retried(scs, port, ph.ping, i)[1] == scs.COMM_SUCCESS]
         finally:
             port.closePort()
     assert found == {1_000_000: [1], 500_000: [2], 115_200: [3], 57_600: []}

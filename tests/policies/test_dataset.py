@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from policies.dataset import DatasetWriter, EncoderBehindError, info, layout, repair, verify
+from policies.dataset.stats import ImageStatsAccumulator
 from tests.conftest import require
 
 FPS = 30
@@ -154,11 +156,32 @@ def test_frames_are_validated(tmp_path: Path) -> None:
         DatasetWriter.create(tmp_path / "img", fps=FPS, features={"observation.images.x": {**CAM, "dtype": "image"}})
 
 
-def test_encoder_falling_behind_is_an_error(tmp_path: Path) -> None:
+def test_encoder_falling_behind_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An encoder that cannot keep up: each camera's encoder thread is held inside its first frame (a gate in the
+    per-frame image statistics, which the thread runs after encoding), so its queue fills on a schedule set by the
+    test, not by the machine's speed. add_frame never waits: the frame that finds the queue full raises."""
+    entered = threading.Semaphore(0)
+    gate = threading.Event()
+    update = ImageStatsAccumulator.update
+
+    def held(self, img):  # in the encoder threads
+        entered.release()
+        gate.wait(60)
+        update(self, img)
+
+    monkeypatch.setattr(ImageStatsAccumulator, "update", held)
     w = DatasetWriter.create(tmp_path / "ds", fps=FPS, features=FEATURES, queue_size=2)
-    with pytest.raises(EncoderBehindError, match="fell behind"):
-        for i in range(500):
-            w.add_frame(make_frame(0, i % N))
+    try:
+        w.add_frame(make_frame(0, 0))
+        for _ in [k for k, ft in FEATURES.items() if ft["dtype"] == "video"]:  # one thread per camera
+            assert entered.acquire(timeout=30), "an encoder thread never took its first frame"
+        w.add_frame(make_frame(0, 1))  # each queue: 1 of 2
+        w.add_frame(make_frame(0, 2))  # 2 of 2
+        with pytest.raises(EncoderBehindError, match="fell behind: 2 frames are waiting"):
+            w.add_frame(make_frame(0, 3))
+        assert w.episode_frames == 3
+    finally:
+        gate.set()
     w.discard_episode()
     w.close()
     assert not list((tmp_path / "ds").rglob("*.mp4*"))
@@ -212,19 +235,20 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from tests.policies.test_dataset import FEATURES, FPS, make_frame, record
-    from policies.dataset import DatasetWriter
+    from policies.dataset import DatasetWriter, layout
 
     root, marker = Path(sys.argv[1]), Path(sys.argv[2])
     w = DatasetWriter.create(root, fps=FPS, features=FEATURES, robot_type="so_follower")
     record(w, 0)
     record(w, 1)
-    i = 0
-    while True:  # episode 2, never saved
-        w.add_frame(make_frame(2, i % 40))
-        i += 1
-        if i == 20:
-            marker.write_text("mid-episode")
-        time.sleep(0.005)
+    for i in range(20):  # episode 2, never saved (20 frames: well inside the encoders' queues)
+        w.add_frame(make_frame(2, i))
+    deadline = time.monotonic() + 60
+    while len(list(root.rglob("*.mp4" + layout.PARTIAL))) < 2:  # both encoders have their episode-2 file open
+        assert time.monotonic() < deadline, "the encoders never opened episode 2's videos"
+        time.sleep(0.01)
+    marker.write_text("mid-episode")
+    time.sleep(600)  # killed here, the episode in progress
     """
 )
 
@@ -240,12 +264,11 @@ def test_sigkill_mid_episode_loses_only_that_episode(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
             assert time.monotonic() < deadline, "the recorder never reached episode 3"
             time.sleep(0.01)
-        time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:

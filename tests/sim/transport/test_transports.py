@@ -14,6 +14,7 @@ from sim.feetech import FaultProfile, SimBus
 from sim.feetech.bus import get_bus, register_bus, unregister_bus
 from sim.feetech.motor import SimpleMotor
 from sim.feetech.servo import EmulatedServo
+from sim.transport import protocol_simbus
 from sim.transport.pty_server import PtyBusServer
 
 MBAUD = 1_000_000
@@ -24,6 +25,35 @@ def transact(port, request: bytes, n_replies: int = 1, data_len: int = 0) -> lis
     port.write(request)
     raw = port.read(n_replies * (6 + data_len))
     return [p for p in PacketDecoder("status").feed(raw) if isinstance(p, StatusPacket)]
+
+
+class SteppedClock:
+    """Stands in for the ``time`` module of the simbus port (its ``time.monotonic``): time moves only when the test
+    sets ``t``. Use it with ``timeout=0`` reads (a blocking read would wait for a time that never comes)."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def stepped(monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(protocol_simbus, "time", clock)
+    return clock
+
+
+def silent(port, request: bytes, wait_s: float = 0.1) -> bool:
+    """Nobody answers ``request`` within ``wait_s``. A reply is waited for as long as the port's timeout (long: a
+    reply ends the read as soon as it is complete), silence only this long."""
+    timeout = port.timeout
+    port.timeout = wait_s
+    try:
+        return transact(port, request) == []
+    finally:
+        port.timeout = timeout
 
 
 @pytest.fixture
@@ -73,22 +103,29 @@ def test_simbus_instant_timing_replies_are_there_when_write_returns():
     port.close()
 
 
-def test_simbus_wire_timing_delivers_bytes_at_their_wire_time(named):
-    # 38400 baud: a 3-servo sync read of 100 bytes each takes (10 + 3 x 106) x 260 us = 85 ms on the wire
-    named("test-wire", SimBus([EmulatedServo(i, baudrate_code=7) for i in (1, 2, 3)]))
+def test_simbus_wire_timing_delivers_bytes_at_their_wire_time(named, stepped):
+    """Each reply byte arrives when the wire-time model says: the request on the wire, then per servo its return
+    delay and its 106 bytes (10 bits each at 38400 baud, 85 ms for the three). On a clock the test steps (the port's
+    and the bus's), so how long the test thread is descheduled cannot blur it."""
+    bus = named("test-wire", SimBus([EmulatedServo(i, baudrate_code=7) for i in (1, 2, 3)], clock=stepped.monotonic))
     port = serial.serial_for_url("simbus://test-wire?timing=wire", baudrate=38_400, timeout=0)
     assert port.timing == "wire"
+    byte = 10 / 38_400
     request = P.sync_read([1, 2, 3], 0, 100)
-    total = 3 * 106
-    t0 = time.monotonic()
+    t0 = stepped.t
     port.write(request)
-    early = port.read(1000)
-    port.timeout = 2.0
-    rest = port.read(total - len(early))
-    elapsed = time.monotonic() - t0
-    assert len(early) < total and len(early + rest) == total
-    assert elapsed >= (len(request) + total) * 10 / 38_400 - 1e-3
-    assert [p.id for p in PacketDecoder("status").feed(early + rest)] == [1, 2, 3]
+    got = port.read(1000)
+    assert got == b""  # the request itself is still on the wire
+    end = t0 + len(request) * byte
+    for k, servo_id in enumerate((1, 2, 3), start=1):
+        end += bus.servo(servo_id).return_delay_s + 106 * byte  # this reply's last byte
+        stepped.t = end - byte / 2
+        got += port.read(1000)
+        assert len(got) == 106 * k - 1  # all but the last byte of this reply
+        stepped.t = end + byte / 100
+        got += port.read(1000)
+        assert len(got) == 106 * k
+    assert [p.id for p in PacketDecoder("status").feed(got)] == [1, 2, 3]
     port.close()
 
 
@@ -159,12 +196,13 @@ def test_simbus_dropped_reply_times_out_without_burning_a_core():
     port.close()
 
 
-def test_simbus_late_reply_survives_an_input_flush():
+def test_simbus_late_reply_survives_an_input_flush(stepped):
     port = serial.serial_for_url("simbus://?ids=1&faults=late:1;late_ms:200", baudrate=MBAUD, timeout=0)
     port.write(P.ping(1))
+    stepped.t += 0.199
     assert port.read(6) == b""  # not yet
     port.reset_input_buffer()  # only what has arrived is discarded
-    port.timeout = 1.0
+    stepped.t += 0.002
     assert port.read(6) == bytes.fromhex("FF FF 01 02 00 FC")
     port.close()
 
@@ -203,7 +241,7 @@ def test_pty_server_with_plain_pyserial():
     bus = SimBus([EmulatedServo(1, plant=SimpleMotor(position=1304)), EmulatedServo(2)])
     with PtyBusServer(bus) as server:
         assert server.path.startswith("/dev/pts/")
-        with serial.Serial(server.path, MBAUD, timeout=0.5) as port:
+        with serial.Serial(server.path, MBAUD, timeout=5.0) as port:
             port.write(bytes.fromhex("FF FF 01 02 01 FB"))
             assert port.read(6) == bytes.fromhex("FF FF 01 02 00 FC")
             port.write(bytes.fromhex("FF FF 01 04 02 38 02 BE"))
@@ -219,8 +257,8 @@ def test_pty_server_with_plain_pyserial():
 
 def test_pty_baud_mismatch_is_silent_and_baud_changes_work():
     bus = SimBus([EmulatedServo(1), EmulatedServo(7, baudrate_code=3)])  # 1 Mbaud and 128000 (non-standard)
-    with PtyBusServer(bus, wire_time=False) as server, serial.Serial(server.path, 500_000, timeout=0.1) as port:
-        assert transact(port, P.ping(1)) == []
+    with PtyBusServer(bus, wire_time=False) as server, serial.Serial(server.path, 500_000, timeout=5.0) as port:
+        assert silent(port, P.ping(1))
         port.baudrate = MBAUD
         assert [p.id for p in transact(port, P.ping(BROADCAST_ID))] == [1]
         port.baudrate = 128_000
@@ -228,7 +266,7 @@ def test_pty_baud_mismatch_is_silent_and_baud_changes_work():
         assert [p.id for p in transact(port, P.ping(7))] == [7]
         # move servo 7 to 1 Mbaud: it answers at the old rate, then only at the new one
         assert [p.id for p in transact(port, P.write(7, 6, bytes([0])))] == [7]
-        assert transact(port, P.ping(7)) == []
+        assert silent(port, P.ping(7))
         port.baudrate = MBAUD
         assert [p.id for p in transact(port, P.ping(BROADCAST_ID), 2)] == [1, 7]
 
