@@ -116,21 +116,40 @@ def calibration_file(type_: str, id_: str, calibration_dir: Path | str | None = 
     return base / f"{id_}.json"
 
 
+PORT_HELP = (
+    "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
+    "a pyserial URL such as simbus://?ids=1-6&faults=corrupt:0.02 (in-process emulator), or 'sim' (= simbus://?ids=1-6)"
+)
+_TYPES = "; ".join(
+    ", ".join(t for t, s in ARM_SPECS.items() if s.role == role) + f" ({role}s)" for role in ("follower", "leader")
+)
+
+
 @dataclass(frozen=True)
 class ArmConfig:
     """One arm: its type (a key of ``ARM_SPECS``), its bus port, its id (names its calibration file).
 
     ``max_relative_target``: for followers, the largest step (in joint units) a goal may be from the present position,
     one number for all joints or a dict keyed by motor name (without ``.pos``); None = no limit.
+
+    The commands take an arm's options from here (``--robot.*`` for a follower, ``--teleop.*`` for a leader; the
+    metadata is their help, ``onboard.cli.options``); the last three fields are not options.
     """
 
-    type: str
-    port: str
-    id: str
-    calibration_dir: Path | None = None
-    use_degrees: bool = True
-    max_relative_target: float | Mapping[str, float] | None = None
-    disable_torque_on_disconnect: bool = True
+    type: str = field(metadata={"help": f"the arm's type: {_TYPES}", "metavar": "TYPE"})
+    port: str = field(metadata={"help": PORT_HELP, "metavar": "PORT"})
+    id: str = field(metadata={"help": "the arm's name: it names its calibration file (<id>.json)", "metavar": "ID"})
+    calibration_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "where its calibration file lives (default: LeRobot's, "
+            "~/.cache/huggingface/lerobot/calibration/robots|teleoperators/...)",
+            "metavar": "DIR",
+        },
+    )
+    use_degrees: bool = field(default=True, metadata={"cli": False})
+    max_relative_target: float | Mapping[str, float] | None = field(default=None, metadata={"cli": False})
+    disable_torque_on_disconnect: bool = field(default=True, metadata={"cli": False})
     spec: ArmSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -2,6 +2,8 @@
 
     report = record(rig, config, robot=ArmConfig(...), teleop=ArmConfig(...))   # connects, records, disconnects
 
+``config`` is a ``RecordConfig`` (``robot.record_config``: the dataset and the episodes, plain data).
+
 Flow (LeRobot 0.4.4 ``lerobot-record``, reference §6): for each of ``num_episodes`` episodes, teleoperate for
 ``episode_time_s`` recording one frame per tick: ``observation.state`` (the follower's positions, read *before* the
 action is sent), ``action`` (the leader's positions as read, *not* the clamped goal that was sent), one video per
@@ -34,37 +36,12 @@ from hardware.camera import Camera
 from policies.dataset import DatasetWriter
 from robot.arm_config import ArmConfig
 from robot.controls import RecordControls
+from robot.record_config import RecordConfig
 from robot.rig import EpisodeHooks, Rig, connected_arms
 from robot.safety_config import SafetyConfig
 from robot.teleop import Teleoperator, TeleopSample
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------------------- config
-@dataclass(frozen=True)
-class RecordConfig:
-    root: Path
-    repo_id: str = "local/dataset"
-    fps: int = 30
-    num_episodes: int = 50
-    episode_time_s: float = 60.0
-    reset_time_s: float = 60.0
-    single_task: str | None = None
-    resume: bool = False
-    capture_time: bool = False
-    vcodec: str = "libsvtav1"
-    status_file: Path | None = None  # one JSON line per event (episode_start, episode_saved, ...)
-
-    def __post_init__(self) -> None:
-        if int(self.fps) != self.fps or self.fps <= 0:
-            raise ValueError(f"--dataset.fps must be a positive integer, got {self.fps!r}")
-        if self.num_episodes < 0:
-            raise ValueError(f"--dataset.num_episodes must be >= 0, got {self.num_episodes!r}")
-        if not self.episode_time_s > 0:
-            raise ValueError(f"--dataset.episode_time_s must be positive, got {self.episode_time_s!r}")
-        if not self.reset_time_s >= 0:
-            raise ValueError(f"--dataset.reset_time_s must be >= 0, got {self.reset_time_s!r}")
 
 
 def dataset_features(names: tuple[str, ...], cameras: Mapping[str, Camera]) -> dict[str, dict]:

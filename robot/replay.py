@@ -6,19 +6,30 @@ step).
     result.states        # float32 (n, 6): the follower's positions read at each step, before the step's action
 
 ``episode_actions`` reads one episode's actions (and recorded states) from a LeRobot v3.0 dataset, ours or LeRobot's.
+``ReplayConfig`` names the episode (`onboard replay`'s ``--dataset.*`` options).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from robot.clock import Clock
 from robot.loop import ControlLoop, LoopStats, Tick
+from robot.record_config import DEFAULT_REPO_ID
 from robot.safety import SafeArm
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """The episode to replay (the metadata is the help of `onboard replay`'s options, ``onboard.cli.options``)."""
+
+    root: Path = field(metadata={"help": "the dataset folder (LeRobot v3.0)", "metavar": "DIR"})
+    repo_id: str = field(default=DEFAULT_REPO_ID, metadata={"help": "the dataset's name (not needed to read it)"})
+    episode: int = field(default=0, metadata={"help": "the episode's index in the dataset"})
 
 
 def episode_actions(root: str | Path, episode: int) -> tuple[np.ndarray, np.ndarray | None, int]:

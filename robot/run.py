@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,14 +65,22 @@ class Judge(Protocol):
 
 @dataclass(frozen=True)
 class RunConfig:
-    task: str
-    fps: float = 30.0
-    duration_s: float | None = 30.0  # None: until stopped
-    latency_s: float | None = None  # sim clock only: emulated seconds per chunk (None: the wall time infer takes)
-    status_every_s: float = 1.0  # clock seconds between status callbacks (0: none)
-    max_policy_failures: int | None = 10  # failed inferences in a row that end the run (None: never)
-    stop_on_success: bool = False
-    camera_max_age_s: float | None = None
+    """A run's settings. The metadata is the help of `onboard run`'s options (``onboard.cli.options``); ``task`` and
+    ``latency_s`` the command resolves itself (``--task``, or the simulated scene's; ``--latency``)."""
+
+    task: str = field(metadata={"cli": False})
+    fps: float = field(default=30.0, metadata={"help": "control rate (Hz)"})
+    duration_s: float | None = field(default=30.0, metadata={"help": "seconds to run"})  # None: until stopped
+    # sim clock only: emulated seconds per chunk (None: the wall time infer takes)
+    latency_s: float | None = field(default=None, metadata={"cli": False})
+    status_every_s: float = field(default=1.0, metadata={"help": "seconds between status lines (0: none)"})
+    max_policy_failures: int | None = field(  # None: never
+        default=10, metadata={"help": "failed inferences in a row that end the run"}
+    )
+    stop_on_success: bool = field(
+        default=False, metadata={"flag": "--sim.stop_on_success", "help": "sim: end the run when the task is done"}
+    )
+    camera_max_age_s: float | None = field(default=None, metadata={"cli": False})
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task.strip():

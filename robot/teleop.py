@@ -3,6 +3,8 @@
     teleop = Teleoperator(leader, safe, clock, cameras={"front": cam})
     stats = teleop.run(rate_hz=30, duration_s=60)          # ControlLoop: leader_read, follower_read, cameras, write
 
+`onboard teleoperate` takes its rate and duration from ``TeleopConfig``.
+
 One tick (``Teleoperator.step``), in this order, each a timed stage of the ``ControlLoop``:
 
 1. ``leader_read``: the leader's present positions (one SYNC_READ on its own bus): the action;
@@ -17,6 +19,7 @@ after clamping. Nothing here knows whether the clock is the wall clock or the si
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +32,23 @@ from robot.loop import CameraTap, ControlLoop, LoopStats, Tick
 from robot.safety import Readings, SafeArm, SentAction
 
 STAGES = ("leader_read", "follower_read", "cameras", "write")
+
+
+@dataclass(frozen=True)
+class TeleopConfig:
+    """How long and how fast `onboard teleoperate` runs (LeRobot's ``lerobot-teleoperate`` flags; the metadata is
+    their help, ``onboard.cli.options``)."""
+
+    fps: float = field(default=60.0, metadata={"help": "teleop rate (Hz)"})
+    teleop_time_s: float | None = field(
+        default=None, metadata={"help": "seconds to teleoperate (default: until Ctrl-C)"}
+    )
+
+    def __post_init__(self) -> None:
+        if not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"--fps must be a positive number, got {self.fps!r}")
+        if self.teleop_time_s is not None and not self.teleop_time_s > 0:
+            raise ValueError(f"--teleop_time_s must be positive, got {self.teleop_time_s!r}")
 
 
 @dataclass

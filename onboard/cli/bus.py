@@ -12,6 +12,7 @@ from hardware.feetech import BAUD_RATES, REGISTERS, STS3215_REGISTERS, FeetechEr
 from hardware.feetech.bus import DEFAULT_BAUDRATE, FeetechBus
 from hardware.feetech.tables import Area
 from onboard.cli.options import add_options, config_from
+from robot.arm_config import PORT_HELP
 
 SO101_MOTORS = {  # LeRobot's SO-100/SO-101 motor ids (hardware.md §3)
     "shoulder_pan": 1,
@@ -36,10 +37,6 @@ def parse_ids(text: str) -> list[int]:
     return ids
 
 
-PORT_HELP = (
-    "serial port of the servo bus: /dev/ttyACM0 (real arm), /dev/pts/N (from `onboard sim serve-bus`), "
-    "a pyserial URL such as simbus://?ids=1-6&faults=corrupt:0.02 (in-process emulator), or 'sim' (= simbus://?ids=1-6)"
-)
 BAUDS = sorted(BAUD_RATES.values())
 
 
