@@ -191,5 +191,3 @@ register_policy_kind(
     )
 )
 register_policy_kind(PolicyKind("vla", _load_vla, help="our torch VLA checkpoint (needs torch)"))
-
-KINDS = policy_kinds(on_robot=True)  # the built-in kinds, all loaded from a folder: `onboard run`'s choices

@@ -12,12 +12,18 @@ parser is derived from it, and the parsed arguments are turned back into the dat
 
 Field metadata (all optional): ``help``; ``flag`` (the spelling, instead of ``--<prefix><name>``); ``aliases``
 (other spellings that keep working); ``positional`` (a positional argument; a tuple field takes any number);
-``choices``; ``metavar``; ``cli=False`` (not an option: the command fills it in). The field's type decides the rest:
-a nested dataclass adds its fields under a dotted prefix (``--augment.shift``, like LeRobot's draccus); ``bool`` is a
-flag that flips the default (``--resume``; a field that defaults to True needs a ``flag`` such as
-``--no-wire-time``); ``tuple[X, ...]`` is repeatable (``--dataset.root a --dataset.root b`` or ``--rates 30 100``);
-``Literal[...]`` gives the choices; ``X | None`` parses as X. The argparse ``dest`` is the dotted name with
-underscores (``augment_shift``), so a command keeps reading ``args.<dest>`` where it must.
+``choices`` (or a function that returns them when the parser is built, e.g. a registry's names); ``metavar``;
+``group`` (options of one group name exclude each other, e.g. ``--bus-only`` / ``--policy-only``); ``cli=False`` (not
+an option: the command fills it in, ``config_from(args, Cls, name=value)``). The field's type decides the rest: a
+nested dataclass adds its fields under a dotted prefix (``--augment.shift``, like LeRobot's draccus), and its field's
+``defaults`` metadata sets the nested fields' defaults for this use (``{"type": "so101_leader"}``); ``bool`` is a flag
+that flips the default (``--resume``; a field that defaults to True needs a ``flag`` such as ``--no-wire-time``), or,
+with ``value`` metadata, an option that takes a word: ``"required"`` (``--dataset.capture_time=true``; true/false,
+yes/no, on/off, 1/0), ``"optional"`` (``--resume`` alone means true, ``--resume=false`` works too), or the pair of
+words it takes, true's first (``("on", "off")``: ``--safety off``); ``tuple[X, ...]`` is repeatable (``--dataset.root a
+--dataset.root b`` or ``--rates 30 100``); ``Literal[...]`` gives the choices; ``X | None`` parses as X. The argparse
+``dest`` is the dotted name with underscores (``augment_shift``), so a command keeps reading ``args.<dest>`` where it
+must.
 """
 
 from __future__ import annotations
@@ -42,12 +48,57 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli", True)]
 
 
-def _default(f: dataclasses.Field, parent: Any = None) -> Any:
-    if parent is not None:
-        return getattr(parent, f.name)
+def _default(f: dataclasses.Field, defaults: dict[str, Any] | None = None) -> Any:
+    if defaults and f.name in defaults:
+        return defaults[f.name]
     if f.default is not MISSING:
         return f.default
     return f.default_factory() if f.default_factory is not MISSING else MISSING
+
+
+def _nested_defaults(f: dataclasses.Field, default: Any) -> dict[str, Any]:
+    """The defaults of the fields of the nested dataclass of ``f``: its default instance's values, then the field's
+    ``defaults`` metadata."""
+    values = {}
+    if default is not MISSING and default is not None:
+        values = {g.name: getattr(default, g.name) for g in dataclasses.fields(default) if g.init}
+    return {**values, **f.metadata.get("defaults", {})}
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """A yes/no word (``true``, ``false``, ``yes``, ``no``, ``on``, ``off``, ``1``, ``0``; any case) -> bool."""
+    if text.lower() in TRUE_WORDS:
+        return True
+    if text.lower() in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _word_pair(words: tuple[str, str]):
+    """The argparse type of a bool option spelled with exactly these two words (true's first)."""
+
+    def parse(text: str) -> bool:
+        if text not in words:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(repr(w) for w in words)})"
+            )
+        return text == words[0]
+
+    return parse
+
+
+def _bool_value(kwargs: dict[str, Any], value: Any) -> None:
+    """argparse settings of a bool option that takes a word (field metadata ``value``)."""
+    if value == "required":
+        kwargs["type"] = parse_bool
+    elif value == "optional":
+        kwargs.update(type=parse_bool, nargs="?", const=True)
+    else:
+        kwargs.update(type=_word_pair(tuple(value)), metavar="{" + ",".join(value) + "}")
 
 
 def _unwrap(tp: Any) -> Any:
@@ -75,20 +126,34 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "", parent: Any = None) -> None:
-    """Add one argument per field of the dataclass ``cls`` (nested dataclasses under ``<prefix><name>.``)."""
+def _bool_text(value: bool, spelling: Any) -> str:
+    """How a bool option that takes a word spells ``value``."""
+    if spelling in ("required", "optional"):
+        return "true" if value else "false"
+    return spelling[0] if value else spelling[1]
+
+
+def add_options(
+    parser: argparse.ArgumentParser, cls: type, prefix: str = "", defaults: dict[str, Any] | None = None
+) -> None:
+    """Add one argument per field of the dataclass ``cls`` (nested dataclasses under ``<prefix><name>.``);
+    ``defaults``: {field name: default} instead of the dataclass's, for this use."""
+    groups: dict[str, Any] = {}
     for f, tp in _fields(cls):
-        tp, default, meta = _unwrap(tp), _default(f, parent), f.metadata
+        tp, default, meta = _unwrap(tp), _default(f, defaults), f.metadata
         name = prefix + f.name
         if dataclasses.is_dataclass(tp):
-            add_options(parser, tp, f"{name}.", None if default is MISSING else default)
+            add_options(parser, tp, f"{name}.", _nested_defaults(f, default))
             continue
         kwargs: dict[str, Any] = {"help": meta.get("help", "")}
-        if default is not MISSING and default is not None and not isinstance(default, bool) and default != ():
-            kwargs["help"] = f"{kwargs['help']} (default: {_text(default)})".lstrip()
+        shown = default if not isinstance(default, bool) or "value" not in meta else _bool_text(default, meta["value"])
+        if shown is not MISSING and shown is not None and not isinstance(shown, bool) and shown != ():
+            kwargs["help"] = f"{kwargs['help']} (default: {_text(shown)})".lstrip()
         kwargs["help"] = kwargs["help"].replace("%", "%%")
         item = typing.get_args(tp)[0] if _is_tuple(tp) else tp
         choices = meta.get("choices")
+        if callable(choices):
+            choices = choices()
         if typing.get_origin(item) is Literal:
             choices = choices or typing.get_args(item)
             item = type(choices[0])
@@ -96,7 +161,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "", pa
             kwargs["choices"] = list(choices)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
-        if tp is bool:
+        if tp is bool and "value" in meta:
+            _bool_value(kwargs, meta["value"])
+        elif tp is bool:
             kwargs["action"] = "store_false" if default is True else "store_true"
         else:
             kwargs["type"] = item
@@ -112,26 +179,40 @@ def add_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "", pa
             kwargs["action"], kwargs["nargs"] = "extend", "+"
         if default is MISSING:
             kwargs["required"] = True
-        if tp is not bool and choices is None:
+        if (tp is not bool or "value" in meta) and choices is None:
             kwargs.setdefault("metavar", f.name.upper())
         flags = [meta.get("flag", f"--{name}"), *meta.get("aliases", ())]
-        parser.add_argument(*flags, dest=dest, **kwargs)
+        target = parser
+        if "group" in meta:
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_mutually_exclusive_group()
+            target = groups[meta["group"]]
+        target.add_argument(*flags, dest=dest, **kwargs)
 
 
-def config_from(args: Any, cls: type, prefix: str = "") -> Any:
+def config_from(args: Any, cls: type, prefix: str = "", **given: Any) -> Any:
     """The dataclass ``cls`` from parsed ``args`` (a namespace, or any object with the dests as attributes); an
-    option that is absent or None keeps the dataclass's default. Raises OptionError if the config is invalid."""
+    option that is absent or None keeps its default. ``given``: values of fields the command fills in (``cli=False``
+    ones, or ones it resolved itself). Raises OptionError if the config is invalid."""
+    return _config(args, cls, prefix, None, given)
+
+
+def _config(args: Any, cls: type, prefix: str, defaults: dict[str, Any] | None, given: dict[str, Any]) -> Any:
     values: dict[str, Any] = {}
     for f, tp in _fields(cls):
         tp, name = _unwrap(tp), prefix + f.name
+        if f.name in given:
+            continue
         if dataclasses.is_dataclass(tp):
-            values[f.name] = config_from(args, tp, f"{name}.")
+            values[f.name] = _config(args, tp, f"{name}.", _nested_defaults(f, _default(f, defaults)), {})
             continue
         value = getattr(args, _dest(name), None)
         if value is not None:
             values[f.name] = tuple(value) if _is_tuple(tp) else value
+        elif defaults and f.name in defaults:
+            values[f.name] = defaults[f.name]
     try:
-        return cls(**values)
+        return cls(**values, **given)
     except (TypeError, ValueError) as exc:
         raise OptionError(str(exc)) from exc
 
@@ -149,6 +230,8 @@ def command_line(command: str, config: Any, prefix: str = "") -> str:
             continue
         if meta.get("positional"):
             words.extend(shlex.quote(_text(v)) for v in (value if isinstance(value, tuple) else (value,)))
+        elif isinstance(value, bool) and "value" in meta:
+            words += [flag, _bool_text(value, meta["value"])]
         elif isinstance(value, bool):
             words.append(flag)
         else:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import policies
+from onboard.demo import DEFAULT_INSTRUCTION, DEFAULT_VIDEO
 from onboard.eval.episodes import LoadPolicy, MakeRunner, run_episode_with_runner
 from onboard.eval.factories import make_runner as _make_runner
 from onboard.eval.factories import policy_and_size
@@ -33,7 +34,6 @@ from robot.latency import parse_latency as _parse_latency
 from sim import tasks as T
 from sim.envs.env import SO101Env
 
-DEFAULT_INSTRUCTION = "pick up the red cube"
 DEFAULT_BUNDLE = Path(policies.__file__).resolve().parent / "bundled" / "so101_vla"
 
 
@@ -88,7 +88,7 @@ def run_policy_demo(
     load_policy: LoadPolicy = policy_and_size,
     make_runner: MakeRunner = _make_runner,
     seed: int = 0,
-    out: str | Path = "outputs/demo.mp4",
+    out: str | Path = DEFAULT_VIDEO,
     latency: str | float | None = None,
     task: str | None = None,
     color: str | None = None,

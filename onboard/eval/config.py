@@ -1,14 +1,18 @@
-"""What an `onboard eval` run is: ``EvalConfig`` (validated on construction; ``command()`` reproduces it) and the
-episodes it asks for (``specs_for``)."""
+"""What an `onboard eval` run is: ``EvalConfig`` (validated on construction; ``command()`` reproduces it; its fields
+are `onboard eval`'s options, the metadata their help, ``onboard.cli.options``) and the episodes it asks for
+(``specs_for``). The simulation is imported by ``specs_for`` only, so that building the parser loads no MuJoCo."""
 
 from __future__ import annotations
 
 import dataclasses
 import shlex
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sim import tasks as T
-from sim.expert.harness import spec_for_seed
+from robot.policy_loader import policy_kinds
+
+if TYPE_CHECKING:
+    from sim import tasks as T
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class EvalConfig:
         default=None,
         metadata={
             "flag": "--policy.type",
-            "help": "the policy kind (robot.policy_loader.policy_kinds(); default: detected from --policy.path)",
+            "choices": policy_kinds,  # the registry's kinds when the parser is built ("expert": onboard.eval's)
+            "help": "the policy kind (default: detected from --policy.path)",
         },
     )
     task: str = field(default="pick", metadata={"help": "touch, pick or place"})
@@ -59,8 +64,9 @@ class EvalConfig:
     safety: bool = field(
         default=True,
         metadata={
+            "value": ("on", "off"),
             "help": "on: the actions go through SafeArm, as `onboard run` sends them to a real arm (clamps, stall "
-            "stop, a grasp derated below the servo's overload threshold); off: straight to the arm"
+            "stop, a grasp derated below the servo's overload threshold); off: straight to the arm",
         },
     )
 
@@ -111,6 +117,9 @@ class EvalConfig:
 
 def specs_for(cfg: EvalConfig) -> list[T.TaskSpec]:
     """The episodes of ``cfg``: colour, phrasing and layout from each seed (an ``instruction`` rewords them all)."""
+    from sim import tasks as T
+    from sim.expert.harness import spec_for_seed
+
     T.get_task(cfg.task)
     colors = T.COLORS if cfg.color in ("all", "", None) else (cfg.color,)
     for c in colors:

@@ -7,7 +7,7 @@ import argparse
 import ast
 import dataclasses
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -111,6 +111,62 @@ def test_command_line_gives_the_config_back():
     assert command_line("prog", WithPositionals("x", 3, ("y",))) == "prog x 3 y"
 
 
+@dataclass(frozen=True)
+class Arm:
+    type: str = field(metadata={"help": "arm type"})
+    id: str = field(metadata={"help": "arm id"})
+    port: str | None = field(default=None, metadata={"help": "port"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Words:
+    resume: bool = field(default=False, metadata={"value": "optional", "help": "continue"})
+    capture_time: bool = field(default=False, metadata={"value": "required", "help": "also the time"})
+    safety: bool = field(default=True, metadata={"value": ("on", "off"), "help": "clamps"})
+    bus_only: bool = field(default=False, metadata={"flag": "--bus-only", "group": "part"})
+    policy_only: bool = field(default=False, metadata={"flag": "--policy-only", "group": "part"})
+    kind: str | None = field(default=None, metadata={"choices": lambda: ("a", "b")})
+    robot: Arm = field(metadata={"defaults": {"type": "follower"}})
+    teleop: Arm = field(metadata={"defaults": {"type": "leader", "id": None}})
+    task: str = field(metadata={"cli": False})
+
+
+def test_bool_words_groups_registry_choices_and_nested_defaults():
+    parser, args = parse(Words, "--robot.id", "f")
+    cfg = config_from(args, Words, task="t")
+    assert cfg == Words(robot=Arm("follower", "f"), teleop=Arm("leader", None), task="t")
+    assert "(default: on)" in parser.format_help() and "{on,off}" in parser.format_help()
+    argv = "--robot.id f --resume --capture_time=TRUE --safety off --bus-only --kind b --teleop.type x --teleop.id l"
+    _, args = parse(Words, *shlex.split(argv))
+    cfg = config_from(args, Words, task="t")
+    assert cfg.resume and cfg.capture_time and not cfg.safety and cfg.bus_only and cfg.kind == "b"
+    assert cfg.teleop == Arm("x", "l") and cfg.robot == Arm("follower", "f")
+    _, args = parse(Words, "--robot.id", "f", "--resume=no", "--capture_time", "0", "--safety=on")
+    cfg = config_from(args, Words, task="t")
+    assert not cfg.resume and not cfg.capture_time and cfg.safety
+    arms = "--robot.type follower --robot.id f --teleop.type leader"
+    assert command_line("p", cfg) == f"p {arms}"
+    assert (
+        command_line("p", replace(cfg, safety=False, capture_time=True)) == f"p --capture_time true --safety off {arms}"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],  # --robot.id is required: its Arm field has no default in this use
+        ["--robot.id", "f", "--bus-only", "--policy-only"],
+        ["--robot.id", "f", "--safety", "true"],
+        ["--robot.id", "f", "--capture_time"],
+        ["--robot.id", "f", "--resume", "maybe"],
+        ["--robot.id", "f", "--kind", "c"],
+    ],
+)
+def test_bool_words_and_groups_reject(argv):
+    with pytest.raises((argparse.ArgumentError, SystemExit)):
+        parse(Words, *argv)
+
+
 # ----------------------------------------------------------------------------------------- the `onboard` parser
 def _subparsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
     """(path, parser) of the root and of every subcommand, depth first."""
@@ -152,7 +208,13 @@ def test_help_works(path, capsys):
     assert capsys.readouterr().out.startswith("usage: onboard")
 
 
-CONVERTED = ("bus", "calibrate", "find", "sim", "train", "dataset", "bench")
+CONVERTED = ("bus", "calibrate", "find", "sim", "train", "dataset", "bench", "record", "run", "rigs", "eval", "demo")
+
+
+def test_every_command_module_is_converted():
+    """Every module of onboard/cli/ but the adapter itself (and the root parser's -v) is in CONVERTED."""
+    names = {p.stem for p in Path(cli.__file__).parent.glob("*.py")} - {"options", "__init__", "__main__"}
+    assert names == set(CONVERTED)
 
 
 @pytest.mark.parametrize("name", CONVERTED)
@@ -161,6 +223,14 @@ def test_converted_commands_take_their_options_from_configs(name):
     tree = ast.parse((Path(cli.__file__).parent / f"{name}.py").read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "add_argument"]
     assert not calls
+
+
+def test_the_root_module_keeps_only_the_root_parser_and_main():
+    tree = ast.parse(Path(cli.__file__).read_text())
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert functions == {"build_parser", "main"}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "add_argument"]
+    assert len(calls) == 1  # -v/--verbose
 
 
 def test_bench_commands_pass_a_config():
