@@ -49,8 +49,13 @@ class ExpertConfig:
     task: tuple[str, ...] = field(default=(), metadata={"help": "repeatable: touch, pick, place (none: all)"})
     n: int = field(default=100, metadata={"help": "seeds per task"})
     seed0: int = field(default=1000, metadata={"help": "first seed"})
-    stack: Literal["mirrored", "direct"] = field(
-        default="mirrored", metadata={"help": "mirrored: the whole stack down to the emulated servos; direct: MuJoCo"}
+    stack: Literal["mirrored", "direct", "degraded"] = field(
+        default="mirrored",
+        metadata={
+            "help": "mirrored: the whole stack down to the emulated servos; direct: MuJoCo's actuators; degraded: "
+            "MuJoCo's actuators made worse as servos are (soft gains, quantised, slewed, noisy and late readings, "
+            "overload protection)"
+        },
     )
 
 
@@ -83,7 +88,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="success rate of the scripted expert over N seeds per task",
         description="Runs the scripted expert on N random seeds per task and prints success rates per task and "
         "colour. --stack mirrored (default) runs it like a policy: goals through the Arm, the Feetech driver and the "
-        "emulated servos on MuJoCo joints; --stack direct drives MuJoCo's actuators (for debugging the expert).",
+        "emulated servos on MuJoCo joints; --stack direct drives MuJoCo's actuators (for debugging the expert); "
+        "--stack degraded drives them made worse in the ways servos are (does the expert depend on exact tracking?).",
     )
     add_options(p, ExpertConfig)
     p.set_defaults(func=cmd_sim_expert)
@@ -157,7 +163,7 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
 
     from onboard.eval.expert import evaluate, format_table
     from sim import tasks
-    from sim.expert.harness import DirectExecutor
+    from sim.expert.harness import DegradedExecutor, DirectExecutor
 
     cfg = config_from(args, ExpertConfig)
     names = cfg.task or sorted(tasks.TASKS)
@@ -170,6 +176,8 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
             from sim.expert.harness import EnvExecutor
 
             exe = EnvExecutor()
+        elif cfg.stack == "degraded":
+            exe = DegradedExecutor()
         else:
             exe = DirectExecutor()
         try:

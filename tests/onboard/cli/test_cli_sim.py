@@ -30,6 +30,13 @@ def test_expert_solves_a_sample_of_seeds_on_the_mirrored_stack(task, capsys):
     assert "100.0%" in row, out
 
 
+def test_expert_runs_on_the_degraded_stack(capsys):
+    """--stack degraded: MuJoCo's actuators made worse as servos are (sim.expert.harness.DegradedExecutor)."""
+    assert main(["sim", "expert", "--task", "touch", "--n", "2", "--stack", "degraded"]) == 0
+    out = capsys.readouterr().out
+    assert "degraded stack" in out and any(line.startswith("touch") for line in out.splitlines())
+
+
 def test_sim_serve_is_a_device_any_driver_can_open():
     proc = subprocess.Popen(
         [sys.executable, "-m", "onboard.cli", "sim", "serve", "--seed", "3", "--duration", "30"],
