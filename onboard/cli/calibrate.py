@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from onboard.cli.bus import PORT_HELP, resolve_port
+from onboard.cli.bus import resolve_port
 from onboard.cli.options import add_options, config_from
 from robot.arm import Arm
-from robot.arm_config import ARM_SPECS, ArmConfig, arm_spec, calibration_file
+from robot.arm_config import ARM_SPECS, PORT_HELP, ArmConfig, arm_spec, calibration_file
 from robot.calibration import (
     Calibration,
     Calibrator,
@@ -321,7 +321,7 @@ def _calibrate_simulated_arm(cfg: CalibrateConfig, period: float) -> int:
     with SimulatedSO101(seed=0) as sim_arm:
         arm_options = dataclasses.replace(getattr(cfg, prefix), port=sim_arm.url)
         cfg = dataclasses.replace(cfg, **{prefix: arm_options})
-        person = SimulatedPerson(sim_arm)
+        person = SimulatedPerson(sim_arm, out=print)
         rc = _calibrate(cfg, person, period, person.sleep)
         if rc == 0 and prefix == "robot":
             r = cfg.robot

@@ -9,24 +9,30 @@ its own clock between samples (``sleep``), so the flow is the same one a person 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterator
 
 from sim.twin.so101 import FULL_TURN_JOINTS, SimulatedSO101
 from sim.twin.world import JOINT_NAMES
 
+log = logging.getLogger(__name__)
+
 
 class SimulatedPerson:
+    """``out``: where what a person would see goes (the prompts, answered; the flow's messages; the final range
+    table): the command passes ``print``; by default it is logged (INFO)."""
+
     def __init__(
         self,
         arm: SimulatedSO101,
         *,
         use_existing_file: bool = False,
-        out: Callable[[str], object] = print,
+        out: Callable[[str], object] | None = None,
         step_deg: float = 3.0,
     ):
         self.arm = arm
         self.use_existing_file = use_existing_file
-        self.out = out
+        self.out = out if out is not None else _log
         self.step_deg = step_deg
         self._sweep: Iterator[float] | None = None
         self._last_live = ""
@@ -65,3 +71,7 @@ class SimulatedPerson:
     # the flow's sleep between samples: simulated time passes -------------------------------------------------------
     def sleep(self, seconds: float) -> None:
         self.arm.clock.sleep_until(self.arm.clock.now() + seconds)
+
+
+def _log(text: str) -> None:
+    log.info("%s", text)
