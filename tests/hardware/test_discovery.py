@@ -7,6 +7,7 @@ import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
 from hardware.discovery import PortError, detect_unplugged_port, find_cameras, list_serial_ports, udev_rule
+from tests.conftest import require
 
 
 def _usb_port(device: str, vid: int, pid: int, serial: str | None) -> ListPortInfo:
@@ -58,7 +59,7 @@ def test_detect_unplugged_port():
 
 
 def test_find_cameras_probes_dev_video_nodes(tmp_path):
-    pytest.importorskip("cv2")
+    require("cv2", "camera")
     from tests.hardware.test_opencv_camera import FakeDevice  # the cv2.VideoCapture-like device of the driver tests
 
     dev, sysfs = tmp_path / "dev", tmp_path / "sys"
