@@ -8,3 +8,15 @@ class PolicyError(Exception):
 class PolicyLoadError(PolicyError, ValueError):
     """A checkpoint or bundle folder is missing a file, or a file is truncated, damaged or not what its manifest
     records; the message names the file."""
+
+
+class PolicyFileMissingError(PolicyLoadError, FileNotFoundError):
+    """A file a checkpoint or bundle needs is not there (or the folder itself is not); the message names it."""
+
+
+# What `--policy.path` accepts, for messages about a folder that is none of these.
+POLICY_FOLDERS = (
+    "an ONNX bundle (bundle.json, vla.onnx, text/: what `onboard export` writes), a LeRobot checkpoint (a "
+    "`pretrained_model/` folder: config.json with a policy type, model.safetensors), or an onboard VLA checkpoint "
+    "(config.json, model.safetensors, stats.json: what `onboard train` writes under checkpoints/ and last/)"
+)

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from policies.base import STATE_KEY, TASK_KEY, ActionChunk
+from policies.errors import PolicyFileMissingError, PolicyLoadError
+from policies.text import first_line
 
 SUPPORTED_TYPES = ("act", "diffusion", "smolvla")
 IMAGE_PREFIX = "observation.images."
@@ -55,30 +57,32 @@ def is_lerobot_checkpoint(path: str | Path) -> bool:
 
 def _read_config(folder: Path) -> dict:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder: pass a LeRobot checkpoint folder (a `pretrained_model/`)")
+        raise PolicyFileMissingError(
+            f"{folder} is not a folder: pass a LeRobot checkpoint folder (a `pretrained_model/`)"
+        )
     config = folder / "config.json"
     if not config.is_file():
-        raise FileNotFoundError(
+        raise PolicyFileMissingError(
             f"{folder} is not a LeRobot checkpoint (no config.json): pass the `pretrained_model/` folder "
             "that LeRobot's save_pretrained / lerobot-train writes"
         )
     try:
         raw = json.loads(config.read_text())
     except ValueError as exc:
-        raise ValueError(f"{config} is not valid JSON: {exc}") from exc
+        raise PolicyLoadError(f"{config} is not valid JSON: {first_line(exc)}") from None
     if not isinstance(raw, dict) or "type" not in raw:
-        raise ValueError(f'{config} has no policy "type": {folder} is not a LeRobot policy checkpoint')
+        raise PolicyLoadError(f'{config} has no policy "type": {folder} is not a LeRobot policy checkpoint')
     if (folder / "bundle.json").is_file():
-        raise ValueError(f"{folder} is an onboard ONNX bundle, not a LeRobot checkpoint: use --policy.type=onnx")
+        raise PolicyLoadError(f"{folder} is an onboard ONNX bundle, not a LeRobot checkpoint: use --policy.type=onnx")
     return raw
 
 
 def _check_files(folder: Path) -> None:
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{folder} has no model.safetensors: the LeRobot checkpoint is incomplete")
+        raise PolicyFileMissingError(f"{folder} has no model.safetensors: the LeRobot checkpoint is incomplete")
     missing = [name for name in (PREPROCESSOR, POSTPROCESSOR) if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise PolicyFileMissingError(
             f"{folder} has no {' / '.join(missing)}: LeRobot >= 0.4 keeps normalisation in processor pipelines "
             "saved next to the model. Save them with `preprocessor.save_pretrained(folder)` and "
             "`postprocessor.save_pretrained(folder)` (lerobot-train does), or convert an older checkpoint with "
@@ -99,7 +103,7 @@ def _check_local_backbone(raw: dict, folder: Path) -> None:
     except Exception:  # any failure means "not available locally"
         cached = None
     if not isinstance(cached, str):
-        raise FileNotFoundError(
+        raise PolicyFileMissingError(
             f"{folder}: this SmolVLA checkpoint builds its backbone from {name!r}, which is not a local folder and "
             "not in the Hugging Face cache; download it once (`huggingface-cli download "
             f'{name}`) or set "vlm_model_name" in config.json to a local copy'
@@ -114,7 +118,7 @@ class LeRobotPolicy:
         raw = _read_config(folder)
         kind = raw["type"]
         if kind not in SUPPORTED_TYPES:
-            raise ValueError(
+            raise PolicyLoadError(
                 f"{folder}: LeRobot policy type {kind!r} is not supported here; supported: {SUPPORTED_TYPES}"
             )
         _check_files(folder)
@@ -130,25 +134,33 @@ class LeRobotPolicy:
         overrides = [f"--device={device}"]
         if "pretrained_backbone_weights" in raw:  # the weights come from model.safetensors: no torchvision download
             overrides.append("--pretrained_backbone_weights=null")
-        cfg = PreTrainedConfig.from_pretrained(folder, cli_overrides=overrides)
-        cfg.pretrained_path = folder
+        try:  # LeRobot's loaders raise anything (draccus, safetensors, KeyError...) on a damaged file
+            cfg = PreTrainedConfig.from_pretrained(folder, cli_overrides=overrides)
+            cfg.pretrained_path = folder
+            self.policy = get_policy_class(kind).from_pretrained(folder, config=cfg)
+            self.preprocessor, self.postprocessor = make_pre_post_processors(
+                cfg,
+                pretrained_path=str(folder),
+                preprocessor_overrides={"device_processor": {"device": device}},
+                postprocessor_overrides={"device_processor": {"device": "cpu"}},
+            )
+        except (ImportError, PolicyLoadError):
+            raise
+        except Exception as exc:
+            raise PolicyLoadError(
+                f"{folder}: LeRobot cannot load this {kind} checkpoint ({type(exc).__name__}: {first_line(exc)}); "
+                "a file in it is damaged or from another LeRobot version: save it again with lerobot-train"
+            ) from exc
         self._torch = torch
         self.type = kind
         self.device = device
         self.config = cfg
-        self.policy = get_policy_class(kind).from_pretrained(folder, config=cfg)
-        self.preprocessor, self.postprocessor = make_pre_post_processors(
-            cfg,
-            pretrained_path=str(folder),
-            preprocessor_overrides={"device_processor": {"device": device}},
-            postprocessor_overrides={"device_processor": {"device": "cpu"}},
-        )
         features = cfg.input_features
         self.image_keys = tuple(k for k in features if k.startswith(IMAGE_PREFIX))
         self.cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
         shapes = {tuple(features[k].shape[-2:]) for k in self.image_keys}
         if len(shapes) > 1:
-            raise ValueError(f"{folder}: cameras of different sizes {sorted(shapes)} are not supported")
+            raise PolicyLoadError(f"{folder}: cameras of different sizes {sorted(shapes)} are not supported")
         self.image_size: tuple[int, int] | None = tuple(int(s) for s in shapes.pop()) if shapes else None  # (H, W)
         self.state_dim = int(features[STATE_KEY].shape[0]) if STATE_KEY in features else None
         self.action_dim = int(cfg.output_features["action"].shape[0])

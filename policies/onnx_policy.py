@@ -3,18 +3,22 @@
 policy = OnnxVLAPolicy("bundle/")
 policy.reset("pick up the red cube")
 chunk = policy.infer({"observation.state": ..., "observation.images.front": ..., "observation.images.wrist": ...})
+
+The bundle is checked when the policy is built (``policies.bundle.check_bundle``: bundle.json, every file present,
+sizes and sha256 as recorded), then both graphs and the tokenizer are loaded at once, so a damaged file is a
+``policies.errors.PolicyLoadError`` naming it before the arm moves, never an onnxruntime traceback mid-run.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from policies.base import ActionChunk
-from policies.bundle import FORMAT
-from policies.text import FP32_FILE, OnnxSentenceEncoder
+from policies.bundle import POLICY_FILE, check_bundle, text_encoder_file
+from policies.errors import PolicyLoadError
+from policies.text import OnnxSentenceEncoder, onnx_session
 
 
 class OnnxVLAPolicy:
@@ -24,24 +28,21 @@ class OnnxVLAPolicy:
         except ImportError as exc:
             raise ImportError("running an exported policy needs onnxruntime: pip install 'onboard[onnx]'") from exc
         folder = Path(bundle)
-        manifest_path = folder / "bundle.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{folder} is not a complete policy bundle (no bundle.json): run `onboard export`")
-        self.manifest = json.loads(manifest_path.read_text())
-        if self.manifest.get("format") != FORMAT:
-            raise ValueError(f"{folder}: bundle format {self.manifest.get('format')!r}, this version reads {FORMAT!r}")
+        self.manifest = check_bundle(folder)
         cfg = self.manifest["config"]
         self.cameras = tuple(cfg["cameras"])
         self.image_size = int(cfg["image_size"])
         self.chunk_size = int(cfg["chunk_size"])
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(folder / "vla.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(folder / POLICY_FILE, threads, ort=ort)
         self.inputs = list(self.manifest["inputs"])
-        text = self.manifest.get("text_encoder")  # absent in bundles from before quantisation: text/text_encoder.onnx
-        text_file = Path(text["file"]) if text else Path("text") / FP32_FILE
-        self.text = OnnxSentenceEncoder(folder / text_file.parent, threads=threads, file=text_file.name)
+        graph_inputs = [i.name for i in self.session.get_inputs()]
+        if sorted(graph_inputs) != sorted(self.inputs):
+            raise PolicyLoadError(
+                f"{folder / POLICY_FILE} takes inputs {graph_inputs}, bundle.json records {self.inputs}: the files "
+                "come from different exports; export the bundle again with `onboard export`"
+            )
+        text_file = PurePosixPath(text_encoder_file(self.manifest))
+        self.text = OnnxSentenceEncoder(folder / text_file.parent, threads=threads, file=text_file.name).load()
         self._task: str | None = None
         self._embedding: np.ndarray | None = None
 

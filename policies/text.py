@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from policies.errors import PolicyFileMissingError, PolicyLoadError
+
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_DIM = 384
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
@@ -167,7 +169,9 @@ class OnnxSentenceEncoder(SentenceEncoder):
         for name in (INT8_FILE, FP32_FILE):
             if (folder / name).is_file():
                 return folder / name
-        raise FileNotFoundError(f"{folder}: no sentence encoder ({INT8_FILE} or {FP32_FILE}); run `onboard export`")
+        raise PolicyFileMissingError(
+            f"{folder}: no sentence encoder ({INT8_FILE} or {FP32_FILE}); run `onboard export`"
+        )
 
     @property
     def dim(self) -> int:
@@ -182,15 +186,25 @@ class OnnxSentenceEncoder(SentenceEncoder):
                 raise ImportError(
                     "the ONNX sentence encoder needs onnxruntime and tokenizers: pip install 'onboard[onnx]'"
                 ) from exc
-            folder = Path(self.model_id)
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            path = Path(self.model_id) / "tokenizer.json"
+            if not path.is_file():
+                raise PolicyFileMissingError(f"{path} is missing: the text encoder needs its tokenizer")
+            try:
+                tokenizer = Tokenizer.from_file(str(path))
+                pad = tokenizer.token_to_id("[PAD]")
+                if pad is None:
+                    raise ValueError("no [PAD] token")
+            except Exception as exc:  # the tokenizers library raises its own Exception on a damaged file
+                raise PolicyLoadError(f"{path} is not a usable tokenizer ({first_line(exc)}): copy it again") from None
             tokenizer.enable_truncation(max_length=self.max_length)
-            tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
-            opts = ort.SessionOptions()
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
+            tokenizer.enable_padding(pad_id=pad, pad_token="[PAD]")
+            model_path = self.model_path()
+            session = onnx_session(model_path, self.threads, ort=ort)
+            names = sorted(i.name for i in session.get_inputs())
+            if names != ["attention_mask", "input_ids"] or len(session.get_outputs()) != 1:
+                raise PolicyLoadError(f"{model_path} is not a sentence encoder (inputs {names}): copy it again")
             self._tokenizer = tokenizer
-            self._model = ort.InferenceSession(str(self.model_path()), opts, providers=["CPUExecutionProvider"])
+            self._model = session
         return self
 
     def _compute(self, texts: list[str]) -> np.ndarray:
@@ -199,6 +213,32 @@ class OnnxSentenceEncoder(SentenceEncoder):
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)  # (B,L)
         (emb,) = self.model.run(None, {"input_ids": ids, "attention_mask": mask})  # (B,384)
         return emb.astype(np.float32, copy=False)
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, shortened: for one-line errors that wrap a library's."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def onnx_session(path: str | Path, threads: int | None = None, *, ort=None):
+    """An onnxruntime CPU session of the graph at ``path``; a file that is missing or does not load (truncated,
+    garbage, not ONNX) is a ``PolicyLoadError`` naming it."""
+    if ort is None:
+        import onnxruntime as ort
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyFileMissingError(f"{path} is missing")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, InvalidGraph...: all mean a bad file
+        raise PolicyLoadError(
+            f"{path} is not a loadable ONNX graph ({first_line(exc)}): the file is damaged or truncated; copy it "
+            "again, or export it again with `onboard export`"
+        ) from None
 
 
 def export_text_onnx(out_dir: str | Path, model_id: str = MODEL_ID, opset: int = 17, *, quantize: bool = False) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.base import Policy
+from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
 from policies.lerobot_policy import is_lerobot_checkpoint
 from robot.errors import RobotError
 
@@ -91,17 +92,28 @@ def policy_kind(path: str | Path) -> str:
     (module doc)."""
     folder = Path(path)
     if not folder.exists():
-        raise FileNotFoundError(f"--policy.path {folder} does not exist")
+        raise PolicyFileMissingError(f"--policy.path {folder} does not exist")
+    if not folder.is_dir():
+        raise PolicyLoadError(f"--policy.path {folder} is a file, not a policy folder; pass {POLICY_FOLDERS}")
     for kind in _KINDS.values():
         if kind.detect is not None and kind.detect(folder):
             return kind.name
+    if not (folder / "config.json").is_file():
+        hint = ""
+        if (folder / "pretrained_model" / "config.json").is_file():
+            hint = f" (LeRobot's checkpoint is in {folder / 'pretrained_model'})"
+        elif (folder / "last" / "config.json").is_file():
+            hint = f" (the run's latest checkpoint is {folder / 'last'})"
+        raise PolicyFileMissingError(
+            f"--policy.path {folder} has no bundle.json or config.json{hint}; pass {POLICY_FOLDERS}"
+        )
     return DEFAULT_KIND
 
 
 def detect_policy_type(path: str | Path | None) -> str:
     """What ``--policy.type`` defaults to in `onboard eval`: ``policy_kind(path)``, or ``DEFAULT_KIND`` with no path or
     no such folder (its loader then says what is wrong)."""
-    if not path or not Path(path).exists():
+    if not path or not Path(path).is_dir():
         return DEFAULT_KIND
     return policy_kind(path)
 

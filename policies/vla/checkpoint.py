@@ -5,6 +5,8 @@
     <dir>/stats.json          dataset stats, LeRobot layout: {"observation.state": {"mean": [...], ...}, ...}
 
 Each file is written to a temporary name and renamed into place, so a crash never leaves a half-written file.
+``load_checkpoint`` checks the folder first (``check_checkpoint``): a missing, damaged or mismatched file is a
+``policies.errors.PolicyLoadError`` naming it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
+from policies.text import first_line
 from policies.vla.config import VLAConfig
 
 CHECKPOINT_TYPE = "onboard_vla"
@@ -56,6 +60,41 @@ def save_checkpoint(path: str | Path, model, config: VLAConfig, stats: Mapping[s
     return path
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PolicyLoadError(f"{path} is not valid JSON ({first_line(exc)}): the checkpoint is damaged") from None
+
+
+def check_checkpoint(path: str | Path) -> tuple[VLAConfig, dict[str, Any]]:
+    """(config, raw stats) of the VLA checkpoint in ``path``, after checking its files (``PolicyLoadError``, naming
+    the file, for a folder that is missing, not a checkpoint, or has a missing or damaged file)."""
+    path = Path(path)
+    if not path.exists():
+        raise PolicyFileMissingError(f"checkpoint {path} does not exist")
+    if not path.is_dir():
+        raise PolicyLoadError(f"{path} is a file, not a policy folder; pass {POLICY_FOLDERS}")
+    if not (path / "config.json").is_file():
+        raise PolicyFileMissingError(f"{path} is not a VLA checkpoint (no config.json); pass {POLICY_FOLDERS}")
+    meta = _read_json(path / "config.json")
+    kind = meta.get("type") if isinstance(meta, dict) else None
+    if kind != CHECKPOINT_TYPE:
+        hint = " (a LeRobot checkpoint: use --policy.type=lerobot)" if isinstance(kind, str) else ""
+        raise PolicyLoadError(f"{path / 'config.json'} has type {kind!r}, expected {CHECKPOINT_TYPE!r}{hint}")
+    try:
+        config = VLAConfig.from_dict(meta.get("config") or {})
+    except (TypeError, ValueError) as exc:
+        raise PolicyLoadError(f"{path / 'config.json'}: not a VLA config ({first_line(exc)})") from None
+    if not (path / "model.safetensors").is_file():
+        raise PolicyFileMissingError(f"{path / 'model.safetensors'} is missing: the checkpoint has no weights")
+    stats_file = path / "stats.json"
+    raw = _read_json(stats_file) if stats_file.is_file() else {}
+    if not isinstance(raw, dict) or not all(isinstance(d, dict) for d in raw.values()):
+        raise PolicyLoadError(f"{stats_file} is not a stats object ({{feature: {{stat: values}}}})")
+    return config, raw
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """-> (model in eval mode, config, stats as nested dicts of numpy arrays)."""
     from safetensors.torch import load_file
@@ -63,15 +102,18 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     from policies.vla.model import VLA
 
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a VLA checkpoint (no config.json); save one with save_checkpoint()")
-    meta = json.loads((path / "config.json").read_text())
-    if meta.get("type") != CHECKPOINT_TYPE:
-        raise ValueError(f"{path}/config.json has type {meta.get('type')!r}, expected {CHECKPOINT_TYPE!r}")
-    config = VLAConfig.from_dict(meta["config"])
-    stats_file = path / "stats.json"
-    raw = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
+    config, raw = check_checkpoint(path)
     stats = {k: {s: np.asarray(v) for s, v in d.items()} for k, d in raw.items()}
     model = VLA(config)
-    model.load_state_dict(load_file(path / "model.safetensors", device=device))  # strict: every key must match
+    weights = path / "model.safetensors"
+    try:
+        tensors = load_file(weights, device=device)
+    except Exception as exc:  # safetensors' SafetensorError on a truncated or garbage file
+        raise PolicyLoadError(f"{weights} cannot be read ({first_line(exc)}): the checkpoint is damaged") from None
+    try:
+        model.load_state_dict(tensors)  # strict: every key must match
+    except RuntimeError as exc:
+        raise PolicyLoadError(
+            f"{weights} does not fit {path / 'config.json'} ({first_line(exc)}): the files come from different runs"
+        ) from None
     return model.to(device).eval(), config, stats
