@@ -76,3 +76,22 @@ class LoopBenchConfig:
         object.__setattr__(self, "rates", tuple(float(r) for r in self.rates))
         if not (self.seconds > 0 and self.rates and min(self.rates) > 0):
             raise ValueError(f"--seconds and --rates must be > 0, got {self.seconds:g} and {self.rates}")
+
+
+@dataclass(frozen=True)
+class ServeBenchConfig:
+    """`onboard bench serve`."""
+
+    seconds: float = _opt(10.0, "seconds of round trips per served device and priority")
+    load: int = _opt(6, "CPU-saturating processes started beside the served device (0: an idle machine)")
+    targets: tuple[Literal["serve-bus", "serve"], ...] = _opt(
+        ("serve-bus", "serve"), "what is served: the servos alone (sim serve-bus), the whole twin (sim serve)"
+    )
+    priorities: tuple[Literal["normal", "realtime"], ...] = _opt(
+        ("normal", "realtime"), "the server thread's priority: normal (--no-realtime) or realtime (the default)"
+    )
+    json: str | None = _opt(None, "also write the results to this JSON file")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 0.5, "seconds")
+        _at_least(self, 0, "load")

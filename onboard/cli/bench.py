@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from onboard.bench.config import BusBenchConfig, LoopBenchConfig, PolicyBenchConfig, SimBenchConfig
+from onboard.bench.config import BusBenchConfig, LoopBenchConfig, PolicyBenchConfig, ServeBenchConfig, SimBenchConfig
 from onboard.cli.options import add_options, config_from
 
 
@@ -30,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             PolicyBenchConfig,
             cmd_bench_policy,
             "VLA inference latency: eager torch vs onnxruntime vs LeRobot's ACT",
+        ),
+        (
+            "serve",
+            ServeBenchConfig,
+            cmd_bench_serve,
+            "reply latency of the served servos and twin with the machine saturated (normal vs realtime serving)",
         ),
         (
             "loop",
@@ -65,3 +71,9 @@ def cmd_bench_loop(args: argparse.Namespace) -> int:
     from onboard.bench.loop import main
 
     return main(config_from(args, LoopBenchConfig))
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    from onboard.bench.serve import main
+
+    return main(config_from(args, ServeBenchConfig))

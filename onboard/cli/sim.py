@@ -14,6 +14,11 @@ from onboard.cli.options import add_options, config_from
 
 _WIRE_TIME = {"flag": "--no-wire-time", "help": "answer at once instead of at the wire's pace"}
 _DURATION = {"help": "stop after this many seconds (none: at Ctrl-C)"}
+_REALTIME = {
+    "flag": "--no-realtime",
+    "help": "serve the pty at normal priority (default: from a thread of its own, ahead of other threads and "
+    "processes where permitted, so that replies keep their deadline on a loaded machine)",
+}
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class ServeBusConfig:
     baud: int = field(default=1_000_000, metadata={"help": "the servos' baud rate"})
     faults: str = field(default="", metadata={"help": "fault profile, e.g. corrupt=0.02,drop=0.01,unplugged=3"})
     wire_time: bool = field(default=True, metadata=_WIRE_TIME)
+    realtime: bool = field(default=True, metadata=_REALTIME)
     duration: float | None = field(default=None, metadata=_DURATION)
 
 
@@ -30,6 +36,7 @@ class ServeConfig:
     seed: int = field(default=0, metadata={"help": "draws the horn offsets"})
     calibrated: bool = field(default=False, metadata={"help": "write the calibration into the servos first"})
     wire_time: bool = field(default=True, metadata=_WIRE_TIME)
+    realtime: bool = field(default=True, metadata=_REALTIME)
     duration: float | None = field(default=None, metadata=_DURATION)
 
 
@@ -119,7 +126,7 @@ def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
     ids = parse_ids(cfg.ids)
     servos = [EmulatedServo(i, baudrate_code=BAUD_CODES[cfg.baud]) for i in ids]
     bus = SimBus(servos, faults=FaultProfile.parse(cfg.faults) if cfg.faults else None)
-    with PtyBusServer(bus, wire_time=cfg.wire_time) as server:
+    with PtyBusServer(bus, wire_time=cfg.wire_time, realtime=cfg.realtime) as server:
         print(server.path, flush=True)
         print(
             f"serving {len(ids)} emulated STS3215 (ids {cfg.ids}) at {cfg.baud} baud on {server.path}; Ctrl-C to stop",
@@ -136,7 +143,7 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
 
     cfg = config_from(args, ServeConfig)
     with SimulatedSO101(seed=cfg.seed, uncalibrated=not cfg.calibrated) as arm:
-        server = arm.serve_pty(wire_time=cfg.wire_time)
+        server = arm.serve_pty(wire_time=cfg.wire_time, realtime=cfg.realtime)
         print(server.path, flush=True)
         state = "calibrated" if cfg.calibrated else "uncalibrated (run a calibration first)"
         print(
@@ -145,7 +152,7 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        with RealTimeRunner(arm.world):
+        with RealTimeRunner(arm.world, realtime=cfg.realtime):
             _serve_until(cfg.duration)
     return 0
 

@@ -12,6 +12,13 @@ The line baud is what the client configured on the pty, read from the slave's te
 ``TCGETS2`` ioctl (``struct termios2`` carries numeric speeds, so non-standard rates such as 128000 work), falling
 back to ``tcgetattr``'s speed constants. A client scanning baud rates therefore finds each servo only at its own rate.
 
+``realtime=True`` serves from a thread that does nothing else, ahead of ordinary threads and processes where the OS
+allows it (``sim.realtime.raise_thread_priority``: real-time round-robin at the lowest real-time priority with root or
+CAP_SYS_NICE, else nice -10 for that thread, else as it was), and lowers the interpreter's switch interval to 0.5 ms so
+that the woken server thread gets the GIL from a busy thread of the same process within about that: a real servo answers
+whatever its host is doing, and LeRobot's driver gives up on a reply after ~50 ms (``onboard bench serve`` measures the
+reply latency with the machine saturated). ``reply_lateness_s`` keeps how late each reply left against its due time.
+
 Pty facts this relies on (reference/measured-here.md): the master is put in raw mode right after ``openpty()``
 (a new pty is in cooked mode and mangles binary traffic); the server keeps a slave fd open so the master never reads
 EIO while no client is connected; pyserial's ``open()`` flushes input, so nothing written before a client opens
@@ -30,8 +37,10 @@ import termios
 import threading
 import time
 import tty
+from collections import deque
 
 from sim.feetech.bus import SimBus
+from sim.realtime import raise_thread_priority, shorten_switch_interval
 
 # struct termios2 (Linux asm-generic: x86, arm, arm64, riscv): 4 x tcflag_t, c_line, c_cc[19], c_ispeed, c_ospeed
 _TERMIOS2 = struct.Struct("4IB19s2I")
@@ -74,11 +83,16 @@ def read_master(master: int) -> bytes:
 class PtyBusServer:
     """Serve ``bus`` on a fresh pseudo-terminal; ``path`` is the device a client opens (``start``/``stop``/``with``)."""
 
-    def __init__(self, bus: SimBus, *, wire_time: bool = True):
+    def __init__(self, bus: SimBus, *, wire_time: bool = True, realtime: bool = False):
         self.bus = bus
         self.wire_time = wire_time
+        self.realtime = realtime
+        self.priority = "normal"  # what the server thread got (raise_thread_priority), once started
+        self.thread_id: int | None = None  # the server thread's native (kernel) id, once started
         self.path: str | None = None
         self.dropped_bytes = 0  # reply bytes the client's full input buffer refused
+        self.reply_lateness_s: deque[float] = deque(maxlen=100_000)  # sent minus due time of the latest replies
+        self._started = threading.Event()
         self._master = self._slave = self._wake_r = self._wake_w = -1
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -114,8 +128,12 @@ class PtyBusServer:
         self._master, self._slave = master, slave
         self.path = os.ttyname(slave)
         self._stopping = False
+        if self.realtime:
+            shorten_switch_interval()
+        self._started.clear()
         self._thread = threading.Thread(target=self._serve, name=f"PtyBusServer({self.path})", daemon=True)
         self._thread.start()
+        self._started.wait()
         return self.path
 
     def stop(self) -> None:
@@ -139,6 +157,10 @@ class PtyBusServer:
 
     # --- the server thread ------------------------------------------------------------------------------------------
     def _serve(self) -> None:
+        self.thread_id = threading.get_native_id()
+        if self.realtime:
+            self.priority = raise_thread_priority()
+        self._started.set()
         master, wake = self._master, self._wake_r
         outbox: list[tuple[float, int, bytes]] = []  # (monotonic due time, sequence, bytes)
         seq = 0
@@ -165,7 +187,9 @@ class PtyBusServer:
                         seq += 1
             now = time.monotonic()
             while outbox and outbox[0][0] <= now:
-                self._send(heapq.heappop(outbox)[2])
+                due, _, data = heapq.heappop(outbox)
+                self._send(data)
+                self.reply_lateness_s.append(time.monotonic() - due)
 
     def _send(self, data: bytes) -> None:
         try:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import mujoco
 import numpy as np
 
+from sim.realtime import raise_thread_priority
 from sim.twin import world as _world
 
 PreStepHook = Callable[[float], None]
@@ -177,16 +178,23 @@ class RealTimeRunner:
     that bus transactions and renders get in between. Or without a thread: call ``poll()`` from your own event loop
     (it steps the world to now and says how long until the next step is due), as ``sim.process.so101`` does to serve
     the arm from one thread. If the CPU cannot keep up (more than ``max_lag_s`` behind), the lost time is dropped
-    instead of raced through, and counted in ``dropped_s``.
+    instead of raced through, and counted in ``dropped_s``. ``realtime=True`` runs the thread ahead of ordinary
+    threads and processes where permitted (``sim.realtime``): a server thread that waits for ``world.lock`` then never
+    waits for a holder that the host preempted (`onboard sim serve` runs both so).
     """
 
-    def __init__(self, world: World, *, rate: float = 1.0, batch_s: float = 0.002, max_lag_s: float = 0.1):
+    def __init__(
+        self, world: World, *, rate: float = 1.0, batch_s: float = 0.002, max_lag_s: float = 0.1, realtime: bool = False
+    ):
         if rate <= 0 or batch_s <= 0 or max_lag_s <= 0:
             raise ValueError("rate, batch_s and max_lag_s must be positive")
         self.world = world
         self.rate = float(rate)
         self.batch_s = float(batch_s)
         self.max_lag_s = float(max_lag_s)
+        self.realtime = realtime
+        self.priority = "normal"  # what the thread got (sim.realtime.raise_thread_priority) when ``realtime``
+        self.thread_id: int | None = None  # the thread's native (kernel) id, once started
         self.dropped_s = 0.0  # simulated time skipped because stepping fell behind the wall clock
         self.steps = 0
         self._base: tuple[float, float] | None = None  # (wall, sim) times that correspond
@@ -249,6 +257,9 @@ class RealTimeRunner:
         self.stop()
 
     def _run(self) -> None:
+        if self.realtime:
+            self.priority = raise_thread_priority()
+        self.thread_id = threading.get_native_id()  # set last: once it is, ``priority`` is final
         stop = self._stop
         batch = self.batch_s
         try:

@@ -193,14 +193,15 @@ class SimulatedSO101:
         """``simbus://NAME``: open it with pyserial (``serial.serial_for_url``) or give it to ``FeetechBus``."""
         return f"simbus://{self.name}"
 
-    def serve_pty(self, wire_time: bool = True) -> PtyBusServer:
+    def serve_pty(self, wire_time: bool = True, realtime: bool = False) -> PtyBusServer:
         """Serve the bus on a new pseudo-terminal (started; ``server.path`` is the device). Stopped by ``close()``.
 
         The server is a thread of this process; with a ``RealTimeRunner`` the arm runs in wall time. A driver that
         busy-polls in this same process (Feetech's SDK, LeRobot) competes with both threads for the GIL and can miss
         its reply deadline on a loaded machine: give such drivers the arm in its own process
-        (``sim.process.so101.SO101Process``)."""
-        server = PtyBusServer(self.bus, wire_time=wire_time)
+        (``sim.process.so101.SO101Process``). ``realtime``: the server thread runs ahead of the others
+        (``PtyBusServer``)."""
+        server = PtyBusServer(self.bus, wire_time=wire_time, realtime=realtime)
         server.start()
         self._servers.append(server)
         return server

@@ -1,0 +1,88 @@
+"""Serving at raised priority (sim/realtime.py, PtyBusServer(realtime=True), RealTimeRunner(realtime=True)): the
+threads get what the OS allows and say what they got, and the server answers as before."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import pytest
+
+import sim  # noqa: F401  (registers simbus://)
+from hardware.feetech.bus import FeetechBus
+from sim.feetech import EmulatedServo, SimBus
+from sim.realtime import SWITCH_INTERVAL_S, raise_thread_priority, shorten_switch_interval
+from sim.transport.pty_server import PtyBusServer
+
+POLICIES = {"SCHED_RR 1": os.SCHED_RR, "nice -10": os.SCHED_OTHER, "normal": os.SCHED_OTHER}
+
+
+def _in_thread(fn):
+    out = {}
+
+    def run():
+        out["got"] = fn()
+        out["policy"] = os.sched_getscheduler(0)
+        out["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return out
+
+
+def test_raise_thread_priority_changes_only_the_calling_thread():
+    before = os.sched_getscheduler(0)
+    out = _in_thread(raise_thread_priority)
+    assert out["got"] in POLICIES
+    assert out["policy"] == POLICIES[out["got"]]
+    if out["got"] == "nice -10":
+        assert out["nice"] == -10
+    assert os.sched_getscheduler(0) == before  # the caller's thread is untouched
+
+
+def test_switch_interval_is_shortened_never_lengthened():
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        shorten_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S, rel=0.05)
+        sys.setswitchinterval(0.0001)
+        shorten_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)  # stored in whole microseconds
+    finally:
+        sys.setswitchinterval(old)
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_realtime_server_answers_and_reports_its_priority(realtime):
+    old = sys.getswitchinterval()
+    bus = SimBus([EmulatedServo(i) for i in (1, 2, 3)])
+    try:
+        with PtyBusServer(bus, realtime=realtime) as server, FeetechBus(server.path) as driver:
+            assert server.thread_id is not None
+            policy = os.sched_getscheduler(server.thread_id)
+            if realtime:
+                assert server.priority in POLICIES and policy == POLICIES[server.priority]
+                assert sys.getswitchinterval() <= SWITCH_INTERVAL_S
+            else:
+                assert server.priority == "normal" and policy == os.SCHED_OTHER
+            for _ in range(5):
+                assert set(driver.sync_read("Present_Position", [1, 2, 3])) == {1, 2, 3}
+            assert len(server.reply_lateness_s) >= 15  # one reply per servo per SYNC_READ, each timed
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_realtime_runner_reports_its_priority():
+    from sim.twin.physics import RealTimeRunner, World
+
+    world = World()
+    with RealTimeRunner(world, realtime=True) as runner:
+        for _ in range(5000):  # the thread sets thread_id once its priority is final
+            if runner.thread_id is not None:
+                break
+            threading.Event().wait(0.001)
+        assert runner.priority in POLICIES
+        assert os.sched_getscheduler(runner.thread_id) == POLICIES[runner.priority]
