@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware.feetech.bus import FeetechBus
-from hardware.feetech.errors import FeetechError
+from hardware.feetech.errors import BusDisconnectedError, FeetechError
 from hardware.feetech.tables import MODEL_NUMBERS, REGISTERS
 from robot.arm_config import ArmConfig, parse_action
 from robot.calibration import (
@@ -36,6 +36,7 @@ from robot.errors import (
     CalibrationMissingError,
     HandshakeError,
 )
+from robot.shutdown import deferred_signals
 from robot.units import JointUnits
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,14 @@ class Arm:
                 [self.calibration[n].drive_mode for n in self.names],
             )
             self.configure()
-        except BaseException:
+        except BaseException:  # a signal or an error after configure() may have turned torque on: off again
             self._units = None
-            self._close()
+            try:
+                if self.spec.role == "follower" and self._bus is not None and self._bus.is_connected:
+                    with deferred_signals():
+                        self._torque_off_all()
+            finally:
+                self._close()
             raise
         return self
 
@@ -146,11 +152,12 @@ class Arm:
         if not self._connected:
             return
         failed: list[str] = []
-        try:
-            if self.config.disable_torque_on_disconnect and self._bus is not None and self._bus.is_connected:
-                failed = self._torque_off_all()
-        finally:
-            self._close()
+        with deferred_signals():  # a second Ctrl-C or SIGTERM does not cut the torque off short
+            try:
+                if self.config.disable_torque_on_disconnect and self._bus is not None and self._bus.is_connected:
+                    failed = self._torque_off_all()
+            finally:
+                self._close()
         if failed:
             raise ArmDisconnectError(
                 f"could not turn torque off on {', '.join(failed)} while disconnecting {self.config.type} "
@@ -301,7 +308,8 @@ class Arm:
 
     def _torque_off_all(self) -> list[str]:
         failed = []
-        for name, servo_id in self.ids.items():
+        items = list(self.ids.items())
+        for k, (name, servo_id) in enumerate(items):
             try:
                 # a servo with a latched fault (overload, overheat) still obeys, but its reply carries the fault
                 # bits: don't take that for a failure; read the register back instead
@@ -309,6 +317,9 @@ class Arm:
                 self.bus.write(servo_id, "Lock", 0, check_status=False)
                 if self.bus.read(servo_id, "Torque_Enable", check_status=False) != 0:
                     raise FeetechError(f"servo {servo_id} still reports torque on")
+            except BusDisconnectedError as exc:  # the port is gone: no servo can be reached through it
+                log.error("torque off failed: %s", exc)
+                return failed + [f"{n} (id {i})" for n, i in items[k:]]
             except FeetechError as exc:
                 log.error("torque off failed on %s (id %d): %s", name, servo_id, exc)
                 failed.append(f"{name} (id {servo_id})")

@@ -2,7 +2,7 @@
 file, turned into the flags a loop polls.
 
     controls = RecordControls()
-    controls.handle_signals()          # SIGINT/SIGTERM: stop; SIGUSR1: next; SIGUSR2: re-record
+    controls.handle_signals()          # SIGINT/SIGTERM/SIGHUP: stop; SIGUSR1: next; SIGUSR2: re-record
     controls.watch_file("ctl")         # "next", "rerecord", "stop" or "estop" written into it; read and removed
     controls.watch_keyboard()          # right/n: next, left/r: re-record, Esc/q: stop, space/e: emergency stop
     ...
@@ -36,6 +36,7 @@ class RecordControls:
         self.rerecord = False
         self.stop = False
         self.estop = False
+        self.signal: int | None = None  # the signal that asked to stop (None: a key, the control file, or none)
         self._sources: list[Callable[[], None]] = []
         self._closers: list[Callable[[], None]] = []
 
@@ -96,17 +97,22 @@ class RecordControls:
         self.add_source(poll)
 
     def handle_signals(self) -> None:
-        """SIGINT/SIGTERM: stop after saving the episode in progress (a second SIGINT raises KeyboardInterrupt);
-        SIGUSR1: next; SIGUSR2: re-record. Main thread only; the previous handlers come back on ``close()``."""
+        """SIGINT/SIGTERM/SIGHUP (a terminal closed, an SSH session dropped): stop after saving the episode in
+        progress (a second SIGINT raises KeyboardInterrupt); ``signal`` says which came first. SIGUSR1: next;
+        SIGUSR2: re-record. Main thread only; the previous handlers come back on ``close()``."""
         if threading.current_thread() is not threading.main_thread():
             return
 
         def on_stop(signum, frame) -> None:
             if self.stop and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            if self.signal is None:
+                self.signal = signum
             self.press("stop")
 
         handlers = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop}
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = on_stop
         if hasattr(signal, "SIGUSR1"):
             handlers[signal.SIGUSR1] = lambda s, f: self.press("next")
             handlers[signal.SIGUSR2] = lambda s, f: self.press("rerecord")

@@ -101,3 +101,8 @@ class ServoFaultError(SafetyError):
 
 class EmergencyStopError(SafetyError):
     """The arm was stopped (``emergency_stop()`` or an earlier fault) and takes no goals until ``reset()``."""
+
+
+class BusFailureError(SafetyError):
+    """The servo bus failed under a running arm (the port went away, a servo stopped answering): the session stopped
+    as on a safety stop, and torque off was sent to the servos still reachable."""

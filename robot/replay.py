@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.feetech.errors import FeetechError
 from robot.clock import Clock
+from robot.errors import BusFailureError
 from robot.loop import ControlLoop, LoopStats, Tick
 from robot.record_config import DEFAULT_REPO_ID
 from robot.safety import SafeArm
@@ -96,7 +98,10 @@ def replay_actions(safe: SafeArm, clock: Clock, actions: np.ndarray, fps: float)
         safe.send_action(actions[i])
         i += 1
 
-    stats = ControlLoop(clock, fps).run({"follower_read": read, "write": write}, ticks=len(actions))
+    try:
+        stats = ControlLoop(clock, fps).run({"follower_read": read, "write": write}, ticks=len(actions))
+    except FeetechError as exc:  # under a moving arm a bus failure is a safety stop (SafeArm: torque off)
+        raise BusFailureError(f"the replay stopped: {exc}") from exc
     return states[:i], stats
 
 

@@ -34,11 +34,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from hardware.camera import Frame
+from hardware.feetech.errors import FeetechError
 from policies.base import STATE_KEY, TASK_KEY
 from policies.runtime import AsyncRunner
 from robot.arm_config import ArmConfig
 from robot.controls import RecordControls, RunControls
-from robot.errors import RobotError, SafetyError
+from robot.errors import BusFailureError, RobotError, SafetyError
 from robot.loop import CameraTap, ControlLoop, LoopStats, Tick
 from robot.policy_loader import LoadedPolicy, describe
 from robot.rig import Rig, connected_arms
@@ -297,6 +298,8 @@ def run_policy(
                     "joint": getattr(exc, "joint", None) or ", ".join(getattr(exc, "joints", []) or []) or None,
                     "message": str(exc),
                 }
+            except FeetechError as exc:  # under a running arm a bus failure is a safety stop: torque off on the way out
+                raise BusFailureError(f"the run stopped: {exc}") from exc
         summary = status(loop.stats)
         summary["elapsed_s"] = loop.stats.elapsed_s
     summary.update(

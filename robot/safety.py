@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.feetech.errors import FeetechError, StatusBit
+from hardware.feetech.errors import BusDisconnectedError, FeetechError, StatusBit
 from hardware.feetech.tables import REGISTERS
 from robot.arm import Arm
 from robot.arm_config import parse_action
 from robot.clock import Clock
 from robot.errors import EmergencyStopError, OverheatError, SafetyConfigError, SafetyError, ServoFaultError, StallError
 from robot.safety_config import SafetyConfig
+from robot.shutdown import deferred_signals
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,11 @@ class SafeArm:
         self._started = False
         hold = self.config.on_exit == "hold" and not self.stopped and not isinstance(exc, SafetyError | FeetechError)
         try:
-            if hold:
-                self.hold()
-                return
-            failed = self._torque_off()
+            with deferred_signals():  # a second Ctrl-C or SIGTERM does not cut the torque off short
+                if hold:
+                    self.hold()
+                    return
+                failed = self._torque_off()
             if failed:
                 log.error("torque may still be on for %s: switch the arm's power off", ", ".join(failed))
         except Exception as err:  # the bus itself failed: say so, keep the original exception
@@ -407,6 +409,9 @@ class SafeArm:
         bus = self.arm.bus
         try:
             bus.sync_write("Torque_Enable", dict.fromkeys(self.ids, 0))
+        except BusDisconnectedError as exc:  # the port is gone: nothing more can reach the servos through it
+            log.error("torque off failed: %s", exc)
+            return list(self.names)
         except FeetechError as exc:
             log.error("broadcast torque off failed: %s", exc)
         try:

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hardware.camera import Camera, Frame
+from hardware.feetech.errors import FeetechError
 from robot.arm import Arm
 from robot.clock import Clock
+from robot.errors import BusFailureError
 from robot.loop import CameraTap, ControlLoop, LoopStats, Tick
 from robot.safety import Readings, SafeArm, SentAction
 
@@ -130,7 +132,8 @@ class Teleoperator:
     ) -> LoopStats:
         """Teleoperate at ``rate_hz`` for ``duration_s`` (or ``ticks``, or until ``stop()``). ``on_sample(sample,
         tick)`` runs inside the tick, timed as the ``record`` stage (recording a frame is part of the tick's work);
-        ``on_tick`` runs after it (telemetry)."""
+        ``on_tick`` runs after it (telemetry). A bus error once the loop runs is a safety stop (``BusFailureError``:
+        the follower's ``SafeArm`` turns torque off on the way out)."""
         stages = self.stages()
         if on_sample is not None:
 
@@ -140,7 +143,10 @@ class Teleoperator:
 
             stages["record"] = record
         self.loop = ControlLoop(self.clock, rate_hz)
-        return self.loop.run(stages, duration_s=duration_s, ticks=ticks, on_tick=on_tick)
+        try:
+            return self.loop.run(stages, duration_s=duration_s, ticks=ticks, on_tick=on_tick)
+        except FeetechError as exc:
+            raise BusFailureError(f"teleoperation stopped: {exc}") from exc
 
     def stop(self) -> None:
         """End ``run`` after the tick in progress."""

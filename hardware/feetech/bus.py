@@ -21,6 +21,8 @@ import serial
 from hardware.feetech import protocol as proto
 from hardware.feetech.assembly import ServoAssembly
 from hardware.feetech.errors import (
+    PORT_ERRORS,
+    BusDisconnectedError,
     BusTimeoutError,
     ChecksumError,
     FeetechError,
@@ -118,10 +120,14 @@ class FeetechBus(ServoAssembly):
         return self
 
     def disconnect(self) -> None:
-        if self._port is not None and self._port.is_open:
-            self._port.close()
-        if isinstance(self._port_arg, str):
-            self._port = None
+        try:
+            if self._port is not None and self._port.is_open:
+                self._port.close()
+        except PORT_ERRORS as exc:  # a device that went away: the port is closed as far as we can close it
+            log.warning("closing %s: %s", self.port_name, exc)
+        finally:
+            if isinstance(self._port_arg, str):
+                self._port = None
 
     def __enter__(self) -> FeetechBus:
         return self.connect()
@@ -167,7 +173,15 @@ class FeetechBus(ServoAssembly):
         Retries on checksum errors, malformed replies and timeouts; raises the last error when retries run out.
         With ``rebuild`` (ids -> packet), a retry asks only the servos whose replies are still missing (sync read).
         Status packets whose ERROR byte is non-zero are returned as they are: callers decide (see ``_check``).
+        An OS or serial error on the port (the device went away) raises ``BusDisconnectedError`` at once.
         """
+        try:
+            return self._transact(packet, expect, what, rebuild)
+        except PORT_ERRORS as exc:
+            servo_id = expect[0][0] if expect else (packet[2] if len(packet) > 2 else None)
+            raise BusDisconnectedError(self.port_name, exc, servo_id, what) from exc
+
+    def _transact(self, packet: bytes, expect, what: str, rebuild) -> dict[int, StatusPacket]:
         port = self.port
         expect = list(expect)
         got: dict[int, StatusPacket] = {}
@@ -201,6 +215,8 @@ class FeetechBus(ServoAssembly):
             # let any replies still on the wire finish before the next request, or they would collide with it
             time.sleep(min(timeout, proto.wire_time(reply_bytes, self._baudrate) + len(expect) * RETURN_DELAY_MAX_S))
         assert last_error is not None
+        if isinstance(last_error, ChecksumError):  # say which servo's replies keep arriving damaged
+            raise last_error.for_servo(what, self.retries + 1, self._name(last_error.servo_id or -1))
         raise last_error
 
     def _set_timeout(self, timeout: float) -> None:
@@ -360,6 +376,12 @@ class FeetechBus(ServoAssembly):
     def broadcast_ping(self, timeout_s: float | None = None) -> dict[int, int]:
         """Broadcast PING: every servo answers (use with one servo on the bus: several answers collide on a
         real bus). Returns id -> status byte for the answers that arrived intact."""
+        try:
+            return self._broadcast_ping(timeout_s)
+        except PORT_ERRORS as exc:
+            raise BusDisconnectedError(self.port_name, exc, BROADCAST_ID, "broadcast PING") from exc
+
+    def _broadcast_ping(self, timeout_s: float | None) -> dict[int, int]:
         port = self.port
         self.stats.transactions += 1
         port.reset_input_buffer()

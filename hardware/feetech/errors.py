@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from enum import IntFlag
 
+from serial import SerialException
+
+try:  # tcflush/tcsetattr on a port whose device went away raise termios.error, which is not an OSError
+    from termios import error as _TermiosError
+
+    PORT_ERRORS: tuple[type[BaseException], ...] = (OSError, SerialException, _TermiosError)
+except ImportError:  # Windows
+    PORT_ERRORS = (OSError, SerialException)
+
 
 class StatusBit(IntFlag):
     """Bits of a status packet's ERROR byte (and of the Status register, address 65)."""
@@ -54,13 +63,26 @@ class MalformedPacketError(ProtocolError):
 
 
 class ChecksumError(ProtocolError):
-    """A packet whose checksum does not match its contents (noise on the wire)."""
+    """A packet whose checksum does not match its contents (noise on the wire). ``servo_id`` is the id byte of the
+    damaged packet (None if it was too short to have one); ``for_servo`` adds what the driver knows after its
+    retries (the servo's name, the instruction, how many attempts)."""
 
-    def __init__(self, data: bytes, expected: int, got: int):
-        super().__init__(f"checksum mismatch in {data.hex(' ')}: expected 0x{expected:02X}, got 0x{got:02X}")
+    def __init__(self, data: bytes, expected: int, got: int, *, context: str = ""):
+        text = f"checksum mismatch in {data.hex(' ')}: expected 0x{expected:02X}, got 0x{got:02X}"
+        super().__init__(f"{context}{text}" if context else text)
         self.data = bytes(data)
         self.expected = expected
         self.got = got
+        self.servo_id: int | None = data[2] if len(data) > 2 else None
+
+    def for_servo(self, what: str, attempts: int, name: str | None = None) -> ChecksumError:
+        """The same error, its message naming the servo and the instruction, after ``attempts`` tries."""
+        who = "a servo" if self.servo_id is None else f"servo {self.servo_id}" + (f" ({name})" if name else "")
+        context = (
+            f"the reply of {who} to {what} was damaged on the wire {attempts} time(s) in a row "
+            "(check the cable and connectors between the servos, the ground, and that no two servos share an id): "
+        )
+        return ChecksumError(self.data, self.expected, self.got, context=context)
 
 
 class BusTimeoutError(ProtocolError):
@@ -78,6 +100,26 @@ class BusTimeoutError(ProtocolError):
         self.what = what
         self.timeout_s = timeout_s
         self.received = bytes(received)
+
+
+class BusDisconnectedError(FeetechError):
+    """The port itself failed (the USB adapter was unplugged or lost power, the device went away): an OS or serial
+    error on the port, not a missing reply. Not retried: nothing on this port can answer until it is opened again."""
+
+    def __init__(self, port: str, error: BaseException, servo_id: int | None = None, what: str = ""):
+        during = ""
+        if what:
+            during = f" during {what}" + (f" to servo {servo_id}" if servo_id is not None else "")
+        args = getattr(error, "args", ())
+        why = f"{args[1]} (errno {args[0]})" if len(args) == 2 and isinstance(args[0], int) else str(error)
+        super().__init__(
+            f"lost the servo bus on {port}{during}: {why}. The USB cable came out, the "
+            "adapter lost power or the device went away: plug it back in, check `onboard find port`, and start again"
+        )
+        self.port = port
+        self.servo_id = servo_id
+        self.what = what
+        self.error = error
 
 
 class ServoError(FeetechError):

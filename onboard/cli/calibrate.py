@@ -35,7 +35,8 @@ from robot.calibration import (
     load_calibration,
     save_calibration,
 )
-from robot.errors import ArmConfigError, CalibrationFileError, RobotError
+from robot.errors import ArmConfigError, CalibrationError, CalibrationFileError, RobotError
+from robot.shutdown import deferred_signals
 from robot.units import MAX_RES
 
 DEFAULT_SAMPLE_PERIOD_S = 0.02  # between range samples (LeRobot 0.6.1 sleeps 20 ms per read)
@@ -161,24 +162,43 @@ def run_calibration(
                     return existing
         console.show(f"\nRunning calibration of {config.id} ({config.type})")
         calibrator = Calibrator(arm.bus, arm.ids, full_turn_motors=arm.spec.full_turn_motors)
+        previous = arm.read_servo_calibration()  # written back if calibrating does not finish
         calibrator.start()
-        console.ask(f"Move {config.id} ({config.type}) to the middle of its range of motion and press ENTER....")
-        calibrator.set_homing()
-        full_turn = ", ".join(f"'{m}'" for m in calibrator.full_turn_motors)
-        console.show(
-            f"Move all joints except {full_turn} sequentially through their entire ranges of motion.\n"
-            "Recording positions. Press ENTER to stop..."
-        )
-        while True:
-            table = calibrator.sample_range()
-            console.show(range_table(table), live=True)
-            if console.enter_pressed():
-                break
-            sleep(sample_period_s)
-        calibration = calibrator.finish()
+        try:
+            console.ask(f"Move {config.id} ({config.type}) to the middle of its range of motion and press ENTER....")
+            calibrator.set_homing()
+            full_turn = ", ".join(f"'{m}'" for m in calibrator.full_turn_motors)
+            console.show(
+                f"Move all joints except {full_turn} sequentially through their entire ranges of motion.\n"
+                "Recording positions. Press ENTER to stop..."
+            )
+            while True:
+                console.show(range_table(calibrator.sample_range()), live=True)
+                if console.enter_pressed():
+                    break
+                sleep(sample_period_s)
+            calibration = calibrator.finish()
+        except BaseException as exc:
+            _aborted(arm, previous, exc, console)
+            raise
         save_calibration(path, calibration)
         console.show(f"Calibration saved to {path}")
         return calibration
+
+
+def _aborted(arm: Arm, previous: Calibration, exc: BaseException, console: Console) -> None:
+    """Calibrating stopped before the end: write back the homing offsets and ranges the servos held before it reset
+    them, and say so (in the error, or to the person); the file was not touched."""
+    try:
+        with deferred_signals():
+            arm.apply_calibration(previous)
+        note = f"the servos' previous calibration was written back; {arm.calibration_path} is unchanged"
+    except Exception as err:  # the bus failed too
+        note = f"the servos' reset calibration could not be undone ({err}): calibrate again before use"
+    if isinstance(exc, CalibrationError):  # the library says nothing was written; its reset was
+        text = str(exc).replace(" (nothing was written to the servos)", "")
+        raise CalibrationError(f"{text}\nCalibration aborted: {note}.") from exc
+    console.show(f"Calibration aborted: {note}.")
 
 
 def describe_calibration(calibration: Mapping[str, MotorCalibration]) -> str:
@@ -303,7 +323,7 @@ def _calibrate(cfg: CalibrateConfig, console: Console, period: float, sleep: Cal
     try:
         _, fields = _device(cfg, need_port=True)
         run_calibration(ArmConfig(**fields), console, sample_period_s=period, sleep=sleep)
-    except RobotError as exc:
+    except (RobotError, EOFError) as exc:
         return _fail(exc)
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from onboard.cli.options import add_options, config_from
 from onboard.cli.rigs import FollowerRig, TeleopRig, build_sim_rig_from_args, rig_from_args
 from robot.arm_config import ArmConfig
 from robot.controls import RecordControls
-from robot.errors import RobotError
+from robot.errors import RobotError, SafetyError
 from robot.record_config import RecordConfig
 from robot.replay import ReplayConfig
 from robot.rig import Rig, connected_arms
@@ -142,6 +143,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             report = record(
                 rig, config, robot=robot, teleop=teleop, controls=controls, on_event=_progress(config), on_sample=live
             )
+    except SafetyError as exc:
+        return _safety_stop(exc)
     except (RobotError, ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -149,12 +152,21 @@ def cmd_record(args: argparse.Namespace) -> int:
         controls.close()
         rig.close()
     print(report)
+    if controls.signal not in (None, signal.SIGINT):  # SIGTERM, SIGHUP: saved and stopped; 128 + N
+        return 128 + controls.signal
     return 0
+
+
+def _safety_stop(exc: SafetyError) -> int:
+    """A safety stop (a fault, a stall, the bus failing under the arm): torque was turned off; exit code 1."""
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
 
 
 def cmd_teleoperate(args: argparse.Namespace) -> int:
     options, loop = config_from(args, TeleopRig), config_from(args, TeleopConfig)
     rig = rig_from_args(args)
+    tele: Teleoperator | None = None
     try:
         robot, teleop = _arms(options, rig)
         with connected_arms(rig, robot=robot, teleop=teleop) as (safe, leader):
@@ -163,11 +175,12 @@ def cmd_teleoperate(args: argparse.Namespace) -> int:
                 rig.hooks.begin_episode(0)
                 safe.hold()
             tele = Teleoperator(leader, safe, rig.clock, rig.cameras)
-            try:
-                with _live_view(options) as live:
-                    stats = tele.run(loop.fps, duration_s=loop.teleop_time_s, on_sample=live)
-            except KeyboardInterrupt:
-                stats = tele.loop.stats if tele.loop is not None else None
+            with _live_view(options) as live:
+                stats = tele.run(loop.fps, duration_s=loop.teleop_time_s, on_sample=live)
+    except KeyboardInterrupt:  # Ctrl-C is how teleoperation ends (torque is off: the arms were disconnected)
+        stats = tele.loop.stats if tele is not None and tele.loop is not None else None
+    except SafetyError as exc:
+        return _safety_stop(exc)
     except RobotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -192,6 +205,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 rig.hooks.begin_reset(episode)  # sim: the scene the episode was recorded in
                 safe.hold()
             result = replay_episode(safe, rig.clock, options.dataset.root, episode)
+    except SafetyError as exc:
+        return _safety_stop(exc)
     except (RobotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from onboard.cli.options import add_options, config_from
 from onboard.cli.rigs import CAMERA_EXAMPLE, FOLLOWER, SimRunOptions, build_sim_follower_rig_from_args, rig_from_args
 from robot.arm_config import ArmConfig
 from robot.controls import RunControls
-from robot.errors import RobotError
+from robot.errors import RobotError, SafetyError
 from robot.latency import parse_latency
 from robot.policy_loader import load_policy, policy_kinds
 from robot.rig import Rig
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
     from sim.rigs.follower import SimFollowerRig
 
 EXIT_CODES = {"safety": 1, "estop": 1, "policy": 1}
+ECHO_CHARS = 120  # an instruction is echoed up to this many characters
+
+
+def echo(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` quoted for a status line, cut to ``limit`` characters with an ellipsis."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _robot_kinds() -> tuple[str, ...]:
@@ -106,6 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         latency = parse_latency(options.latency)
         if not sim and latency is not None:
             raise ValueError("--latency is emulated on the simulated arm only; on a real arm it is measured")
+        if options.task is not None and not options.task.strip():
+            raise ValueError('--task is empty: give the instruction, e.g. --task "pick up the red cube"')
         if not sim and not options.task:
             raise ValueError('give the instruction: --task "pick up the red cube"')
         loaded = load_policy(options.policy_path, options.policy_type)
@@ -136,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("keys: Enter/q = stop, space/e = EMERGENCY STOP (torque off)", file=sys.stderr)
         spec = scene.spec if scene is not None else None
         where = f"the simulated arm ({spec.task} {spec.color}, seed {spec.seed})" if spec else options.robot.port
-        print(f"running {loaded.kind} policy {options.policy_path} on {where}: {config.task!r}", file=sys.stderr)
+        print(f"running {loaded.kind} policy {options.policy_path} on {where}: {echo(config.task)}", file=sys.stderr)
         summary = run_policy(
             rig,
             loaded,
@@ -146,6 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             judge=scene.judge if scene is not None else None,
             on_status=lambda s: print(format_status(s), file=sys.stderr, flush=True),
         )
+    except SafetyError as exc:  # the arm was stopped on the way out (the bus failed under it): a safety stop
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (RobotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -155,4 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_summary(summary), flush=True)
     if options.summary_json:
         Path(options.summary_json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return EXIT_CODES.get(summary["stopped_by"], 0)
+    code = EXIT_CODES.get(summary["stopped_by"], 0)
+    if code == 0 and controls.signal not in (None, signal.SIGINT):  # SIGTERM, SIGHUP: 128 + N, after the summary
+        return 128 + controls.signal
+    return code
