@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hardware.feetech import protocol as proto
-from hardware.feetech.errors import FeetechError
+from hardware.feetech.errors import BusTimeoutError, FeetechError, ProtocolError
 from hardware.feetech.protocol import BROADCAST_ID
 from hardware.feetech.tables import BAUD_CODES, BAUD_RATES, MODEL_NUMBERS, REGISTERS, Register
 
@@ -25,6 +25,28 @@ class FoundServo:
     @property
     def model(self) -> str:
         return MODEL_NUMBERS.get(self.model_number, f"unknown model {self.model_number}")
+
+
+SILENT_PINGS = 2  # pings of an id that stays silent before the scan moves on (4 once the bus showed damaged replies)
+DAMAGED_PINGS = 6  # pings of an id that answers only with damaged replies before it is reported as a problem
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """An id that answered during a scan, but never with a clean reply: a servo is probably there."""
+
+    baudrate: int
+    id: int
+    error: str
+
+
+class ScanResult(list):
+    """What ``scan`` found: a list of ``FoundServo``, and ``problems``, the ids that answered only with damaged
+    replies (``ScanProblem``), so that a noisy bus is reported instead of silently missing live servos."""
+
+    def __init__(self, found: Iterable[FoundServo] = (), problems: Iterable[ScanProblem] = ()):
+        super().__init__(found)
+        self.problems: list[ScanProblem] = list(problems)
 
 
 class ServoAssembly:
@@ -44,12 +66,15 @@ class ServoAssembly:
         baudrates: Iterable[int] | None = None,
         *,
         progress: Callable[[int, int], Any] | None = None,
-    ) -> list[FoundServo]:
+    ) -> ScanResult:
         """Find servos across baud rates and ids. At each baud rate a broadcast PING first tells whether anything
-        listens there (any bytes back); only then is each id pinged. Restores the bus baud rate afterwards."""
+        listens there (any bytes back); only then is each id pinged. An id that stays silent is pinged
+        ``SILENT_PINGS`` times (twice that once the bus has shown damaged replies at this baud rate); one whose
+        replies arrive damaged up to ``DAMAGED_PINGS`` times, then it is listed in ``problems``. Restores the bus
+        baud rate afterwards."""
         ids = list(ids)
-        found: list[FoundServo] = []
-        saved = self._baudrate
+        result = ScanResult()
+        saved, saved_retries = self._baudrate, self.retries
         try:
             for baud in baudrates if baudrates is not None else BAUD_RATES.values():
                 self.baudrate = baud
@@ -57,16 +82,48 @@ class ServoAssembly:
                     progress(baud, -1)
                 if not self._anything_listens():
                     continue
+                noisy = False
                 for servo_id in ids:
                     if progress:
                         progress(baud, servo_id)
-                    if self.try_ping(servo_id, retries=1):
-                        found.append(
-                            FoundServo(baud, servo_id, self.model_number(servo_id), self.firmware_version(servo_id))
-                        )
+                    try:
+                        self.retries = 0  # the probe repeats pings itself, and tells silence from damage
+                        answered, damaged = self._probe(servo_id, SILENT_PINGS * (2 if noisy else 1))
+                        noisy = noisy or damaged
+                        if not answered:
+                            continue
+                        self.retries = max(saved_retries, 4)  # it is there: ask harder for model and firmware
+                        model, firmware = self.model_number(servo_id), self.firmware_version(servo_id)
+                    except ProtocolError as exc:
+                        noisy = True
+                        result.problems.append(ScanProblem(baud, servo_id, str(exc)))
+                        continue
+                    result.append(FoundServo(baud, servo_id, model, firmware))
         finally:
             self.baudrate = saved
-        return found
+            self.retries = saved_retries
+        return result
+
+    def _probe(self, servo_id: int, silent_pings: int) -> tuple[bool, bool]:
+        """(answered, any reply damaged): PING ``servo_id`` until it answers cleanly, stays silent ``silent_pings``
+        times, or has answered damaged ``DAMAGED_PINGS`` times in all (then the last ``ProtocolError`` is raised)."""
+        silent, last = 0, None
+        for _ in range(DAMAGED_PINGS):
+            try:
+                self.ping(servo_id)
+                return True, last is not None
+            except BusTimeoutError as exc:
+                if exc.received:  # a partial reply: something is there
+                    last = exc
+                else:
+                    silent += 1
+            except ProtocolError as exc:  # ChecksumError, MalformedPacketError
+                last = exc
+            if last is None and silent >= silent_pings:
+                return False, False
+        if last is None:
+            return False, False
+        raise last
 
     def _anything_listens(self) -> bool:
         port = self.port

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
 
-from hardware.feetech import BAUD_RATES, REGISTERS, STS3215_REGISTERS, FeetechError, register
+from hardware.feetech import BAUD_RATES, BROADCAST_ID, REGISTERS, STS3215_REGISTERS, FeetechError, register
 from hardware.feetech.bus import DEFAULT_BAUDRATE, FeetechBus
+from hardware.feetech.protocol import MAX_ID
 from hardware.feetech.tables import Area
 from onboard.cli.options import add_options, config_from
 from robot.arm_config import PORT_HELP
@@ -25,19 +26,36 @@ SO101_MOTORS = {  # LeRobot's SO-100/SO-101 motor ids (hardware.md §3)
 
 
 def parse_ids(text: str) -> list[int]:
-    """'1-6', '1,3,5', '0-252' -> ids."""
+    """'1-6', '1,3,5', '0-252' -> ids (each 0-253; a ``ValueError`` saying how to write them otherwise)."""
     ids: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            ids.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            ids.append(int(part))
+        try:
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                ids.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                ids.append(int(part))
+        except ValueError:
+            raise ValueError(f"--ids {text!r}: write servo ids like 1-6, 1,3,5 or 0-252") from None
+    bad = [i for i in ids if not 0 <= i <= MAX_ID]
+    if bad or not ids:
+        raise ValueError(f"--ids {text!r}: servo ids are 0-{MAX_ID} ({BROADCAST_ID} is the broadcast id)")
     return ids
 
 
 BAUDS = sorted(BAUD_RATES.values())
+
+
+def check_id(value: int, flag: str = "--id") -> None:
+    """A servo id the bus can address one servo at: 0-253 (254 is the broadcast id)."""
+    if value == BROADCAST_ID:
+        raise ValueError(
+            f"{flag} {BROADCAST_ID} is the broadcast id: every servo hears it and none answers; give one servo's "
+            f"id (0-{MAX_ID}; `onboard bus scan` lists them)"
+        )
+    if not 0 <= value <= MAX_ID:
+        raise ValueError(f"{flag} {value} is out of range: servo ids are 0-{MAX_ID}")
 
 
 def resolve_port(port: str) -> str:
@@ -54,8 +72,17 @@ def _opt(default=MISSING, help: str = "", **meta):
 @dataclass(frozen=True, kw_only=True)
 class BusOptions:
     port: str = _opt(help=PORT_HELP)
-    baud: int = _opt(DEFAULT_BAUDRATE, "bus baud rate")
+    baud: int = _opt(DEFAULT_BAUDRATE, f"bus baud rate (the STS3215's: {', '.join(map(str, BAUDS))})")
     latency_ms: float = _opt(20.0, "reply margin over the wire time, ms", flag="--latency-ms")
+
+    def __post_init__(self) -> None:
+        if self.baud not in BAUDS:
+            raise ValueError(
+                f"--baud {self.baud} is not a baud rate the STS3215 supports; it supports "
+                f"{', '.join(map(str, sorted(BAUDS, reverse=True)))} (factory setting {DEFAULT_BAUDRATE})"
+            )
+        if not 0 <= self.latency_ms <= 1000:
+            raise ValueError(f"--latency-ms must be within 0-1000 ms, got {self.latency_ms}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,25 +90,55 @@ class ScanConfig(BusOptions):
     all_bauds: bool = _opt(False, "scan every STS baud rate, not just --baud", flag="--all-bauds")
     ids: str = _opt("0-252", "ids to try")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_ids(self.ids)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ReadConfig(BusOptions):
-    id: int = _opt(help="servo id")
+    id: int = _opt(help=f"servo id (0-{MAX_ID})")
     names: tuple[str, ...] = _opt((), "register names, e.g. Present_Position Homing_Offset", positional=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_id(self.id)
 
 
 @dataclass(frozen=True, kw_only=True)
 class WriteConfig(BusOptions):
-    id: int = _opt(help="servo id")
+    id: int = _opt(help=f"servo id (0-{MAX_ID}; {BROADCAST_ID}, every servo, only with --broadcast)")
     name: str = _opt(help="register name", positional=True)
     value: int = _opt(help="the value to write", positional=True)
     persist: bool = _opt(False, "EEPROM: torque off, unlock, write, lock (survives power-off)")
+    broadcast: bool = _opt(
+        False, f"with --id {BROADCAST_ID}: write to every servo on the bus at once (no servo answers a broadcast)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.broadcast and self.id != BROADCAST_ID:
+            raise ValueError(f"--broadcast writes to every servo: give --id {BROADCAST_ID} with it, or drop it")
+        if self.id == BROADCAST_ID and not self.broadcast:
+            raise ValueError(
+                f"--id {BROADCAST_ID} is the broadcast id: the write would reach every servo on the bus (on an arm, "
+                f"every joint moves); add --broadcast if that is what you want, or give one servo's id (0-{MAX_ID})"
+            )
+        if self.id != BROADCAST_ID:
+            check_id(self.id)
+        if self.broadcast and self.name == "ID":
+            raise ValueError("a broadcast ID write would give every servo the same id: use `onboard bus set-id`")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SetIdConfig(BusOptions):
     id: int = _opt(help="current id")
-    new_id: int = _opt(help="the servo's new id", flag="--new-id")
+    new_id: int = _opt(help=f"the servo's new id (0-{MAX_ID})", flag="--new-id")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_id(self.id)
+        check_id(self.new_id, "--new-id")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,11 +146,19 @@ class SetBaudConfig(BusOptions):
     id: int = _opt(help="servo id")
     new_baud: int = _opt(help="the servo's new baud rate", flag="--new-baud", choices=BAUDS)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_id(self.id)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SetupMotorConfig(BusOptions):
-    new_id: int = _opt(help="the servo's new id", flag="--new-id")
+    new_id: int = _opt(help=f"the servo's new id (0-{MAX_ID})", flag="--new-id")
     new_baud: int = _opt(DEFAULT_BAUDRATE, "the servo's new baud rate", flag="--new-baud", choices=BAUDS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_id(self.new_id, "--new-id")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -140,12 +205,22 @@ def cmd_scan(args: argparse.Namespace, out=print) -> int:
                 print(f"  scanning {baud} baud ...", file=sys.stderr, flush=True)
 
         found = bus.scan(ids, bauds, progress=progress)
-    if not found:
+    problems = getattr(found, "problems", [])
+    if not found and not problems:
         out(f"no servos found on {cfg.port} at {', '.join(map(str, bauds))} baud. Check power and cabling.")
         return 1
-    out(f"{'baud':>8}  {'id':>3}  model     firmware")
+    if found:
+        out(f"{'baud':>8}  {'id':>3}  model     firmware")
     for f in found:
         out(f"{f.baudrate:>8}  {f.id:>3}  {f.model:<8}  {f.firmware}")
+    if problems:
+        where = ", ".join(f"id {p.id} at {p.baudrate} baud" for p in problems)
+        print(
+            f"error: {where} answered only with damaged replies: a servo is probably there. Check the cable, the "
+            "connectors and the power supply, that no two servos share an id, and scan again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -176,6 +251,17 @@ def cmd_read(args: argparse.Namespace, out=print) -> int:
 def cmd_write(args: argparse.Namespace, out=print) -> int:
     cfg = config_from(args, WriteConfig)
     r = register(cfg.name)
+    if cfg.broadcast:  # no servo answers a broadcast: nothing to wait for and nothing to read back
+        with _bus(cfg) as bus:
+            if cfg.persist:
+                bus.write_eeprom(BROADCAST_ID, r, cfg.value)
+            else:
+                bus.write(BROADCAST_ID, r, cfg.value, check_status=False)
+        out(
+            f"broadcast: {r.name} = {cfg.value} sent to every servo on {cfg.port} (no servo answers a broadcast: "
+            "`onboard bus read --id N` checks one)"
+        )
+        return 0
     with _bus(cfg) as bus:
         if cfg.persist:
             if r.area is not Area.EEPROM:
