@@ -79,8 +79,8 @@ class ChecksumError(ProtocolError):
         """The same error, its message naming the servo and the instruction, after ``attempts`` tries."""
         who = "a servo" if self.servo_id is None else f"servo {self.servo_id}" + (f" ({name})" if name else "")
         context = (
-            f"the reply of {who} to {what} was damaged on the wire {attempts} time(s) in a row "
-            "(check the cable and connectors between the servos, the ground, and that no two servos share an id): "
+            f"no clean reply from {who} to {what} in {attempts} attempt(s), the last one damaged on the wire (check "
+            "the cable and connectors between the servos, the ground, and that no two servos share an id): "
         )
         return ChecksumError(self.data, self.expected, self.got, context=context)
 
