@@ -95,3 +95,18 @@ class ServeBenchConfig:
     def __post_init__(self) -> None:
         _at_least(self, 0.5, "seconds")
         _at_least(self, 0, "load")
+
+
+@dataclass(frozen=True)
+class SoakBenchConfig:
+    """`onboard bench soak`."""
+
+    seconds: float = _opt(600.0, "how long LeRobot's lerobot-teleoperate runs against the served twin")
+    load: int = _opt(6, "CPU-saturating processes started beside it (0: an idle machine)")
+    fps: int = _opt(30, "lerobot-teleoperate's --fps")
+    realtime: bool = _opt(True, "serve at raised priority (--no-realtime: at normal priority)", flag="--no-realtime")
+    json: str | None = _opt(None, "also write the results to this JSON file")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "seconds", "fps")
+        _at_least(self, 0, "load")

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from onboard.bench.config import BusBenchConfig, LoopBenchConfig, PolicyBenchConfig, ServeBenchConfig, SimBenchConfig
+from onboard.bench.config import (
+    BusBenchConfig,
+    LoopBenchConfig,
+    PolicyBenchConfig,
+    ServeBenchConfig,
+    SimBenchConfig,
+    SoakBenchConfig,
+)
 from onboard.cli.options import add_options, config_from
 
 
@@ -36,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             ServeBenchConfig,
             cmd_bench_serve,
             "reply latency of the served servos and twin with the machine saturated (normal vs realtime serving)",
+        ),
+        (
+            "soak",
+            SoakBenchConfig,
+            cmd_bench_soak,
+            "LeRobot's lerobot-teleoperate against the served twin with the machine saturated (default 10 min)",
         ),
         (
             "loop",
@@ -77,3 +90,9 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     from onboard.bench.serve import main
 
     return main(config_from(args, ServeBenchConfig))
+
+
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    from onboard.bench.soak import main
+
+    return main(config_from(args, SoakBenchConfig))

@@ -10,7 +10,7 @@ from typing import Literal
 
 from hardware.feetech import FeetechError
 from onboard.cli.bus import parse_ids
-from onboard.cli.options import add_options, config_from
+from onboard.cli.options import OptionError, add_options, config_from
 
 _WIRE_TIME = {"flag": "--no-wire-time", "help": "answer at once instead of at the wire's pace"}
 _DURATION = {"help": "stop after this many seconds (none: at Ctrl-C)"}
@@ -32,9 +32,24 @@ class ServeBusConfig:
 
 
 @dataclass(frozen=True)
+class ServedArm:
+    id: str | None = field(
+        default=None,
+        metadata={
+            "help": "with --calibrated: also write the served arm's calibration as this so101_follower id's LeRobot "
+            "calibration file (printed), so that `onboard run/record` and LeRobot's tools use the served arm as is"
+        },
+    )
+    calibration_dir: str | None = field(
+        default=None, metadata={"help": "where that file goes (default: LeRobot's calibration folder)"}
+    )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     seed: int = field(default=0, metadata={"help": "draws the horn offsets"})
     calibrated: bool = field(default=False, metadata={"help": "write the calibration into the servos first"})
+    robot: ServedArm = field(default_factory=ServedArm)
     wire_time: bool = field(default=True, metadata=_WIRE_TIME)
     realtime: bool = field(default=True, metadata=_REALTIME)
     duration: float | None = field(default=None, metadata=_DURATION)
@@ -142,7 +157,16 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
     from sim.twin.so101 import SimulatedSO101
 
     cfg = config_from(args, ServeConfig)
+    if cfg.robot.id is not None and not cfg.calibrated:
+        raise OptionError("--robot.id writes the served arm's calibration file: add --calibrated")
     with SimulatedSO101(seed=cfg.seed, uncalibrated=not cfg.calibrated) as arm:
+        if cfg.robot.id is not None:
+            from robot.arm_config import calibration_file
+            from robot.calibration import MotorCalibration, save_calibration
+
+            path = calibration_file("so101_follower", cfg.robot.id, cfg.robot.calibration_dir)
+            save_calibration(path, {j: MotorCalibration(**c) for j, c in arm.factory_calibration().items()})
+            print(f"calibration of the served arm: {path}", file=sys.stderr, flush=True)
         server = arm.serve_pty(wire_time=cfg.wire_time, realtime=cfg.realtime)
         print(server.path, flush=True)
         state = "calibrated" if cfg.calibrated else "uncalibrated (run a calibration first)"

@@ -18,7 +18,7 @@ def test_bench_serve_reports_each_target_and_priority(tmp_path, capsys):
     report = json.loads(out.read_text())
     rows = {(r["target"], r["priority"]): r for r in report["rows"]}
     assert set(rows) == {(t, p) for t in ("serve-bus", "serve") for p in ("normal", "realtime")}
-    for (target, priority), r in rows.items():
+    for (target, _priority), r in rows.items():
         assert r["n"] + r["no_reply"] >= 10  # ~50 round trips at 10 ms in 0.5 s, answered or not
         assert r["n"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
         assert f"onboard sim {target}" in text
