@@ -23,9 +23,38 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from policies.dataset.reader import EpisodeReader
+from policies.errors import DatasetFolderError
 
 STATE = "observation.state"
 ACTION = "action"
+DATASET_HOLDS = (
+    "a LeRobot v3.0 dataset folder holds meta/info.json, meta/tasks.parquet, meta/episodes/, data/ and videos/ "
+    "(what `onboard record` and lerobot-record write)"
+)
+
+
+def check_dataset_folder(root: str | Path) -> Path:
+    """``root`` if it looks like a LeRobot v3.0 dataset (a folder with a readable meta/info.json); a
+    ``DatasetFolderError`` naming it and saying what a dataset folder holds otherwise. Cheap: reads one JSON file."""
+    import json
+
+    root = Path(root)
+    if not root.exists():
+        raise DatasetFolderError(f"dataset {root} does not exist; {DATASET_HOLDS}")
+    if not root.is_dir():
+        raise DatasetFolderError(f"dataset {root} is a file, not a folder; {DATASET_HOLDS}")
+    info = root / "meta" / "info.json"
+    if not info.is_file():
+        raise DatasetFolderError(f"{root} is not a dataset (no meta/info.json); {DATASET_HOLDS}")
+    try:
+        data = json.loads(info.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise DatasetFolderError(
+            f"{info} is not valid JSON: the dataset is damaged (`onboard dataset repair`)"
+        ) from None
+    if not isinstance(data, dict) or "features" not in data:
+        raise DatasetFolderError(f"{info} has no features: not a LeRobot v3.0 dataset; {DATASET_HOLDS}")
+    return root
 
 
 class ChunkDataset(Dataset):

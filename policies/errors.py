@@ -14,6 +14,10 @@ class PolicyFileMissingError(PolicyLoadError, FileNotFoundError):
     """A file a checkpoint or bundle needs is not there (or the folder itself is not); the message names it."""
 
 
+class DatasetFolderError(PolicyError, ValueError):
+    """A folder given as a dataset is not one (missing, a file, no meta/info.json); the message names it."""
+
+
 # What `--policy.path` accepts, for messages about a folder that is none of these.
 POLICY_FOLDERS = (
     "an ONNX bundle (bundle.json, vla.onnx, text/: what `onboard export` writes), a LeRobot checkpoint (a "

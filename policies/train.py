@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from policies.augment import augment_batch
-from policies.data import ChunkDataset, make_dataloader, normalization_stats
+from policies.data import ChunkDataset, check_dataset_folder, make_dataloader, normalization_stats
 from policies.train_config import TrainConfig
-from policies.vla.checkpoint import load_checkpoint, save_checkpoint
+from policies.vla.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint
 from policies.vla.model import VLA
 
 logger = logging.getLogger(__name__)
@@ -89,9 +89,14 @@ def train(
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     last = out / "last"
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output_dir {out} is a file: choose a folder")
     if out.exists() and any(out.iterdir()) and not resume:
         raise FileExistsError(f"{out} is not empty: pass --resume to continue that run, or choose another --output_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    for root in cfg.datasets:  # before anything is written: a wrong path leaves no empty output_dir behind
+        check_dataset_folder(root)
+    if cfg.init_from and not (resume and last.exists()):
+        check_checkpoint(cfg.init_from)
 
     t0 = time.monotonic()
     chunk = cfg.model.chunk_size
@@ -136,6 +141,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if resume and (last / "optimizer.safetensors").exists():
         _load_optimizer(last / "optimizer.safetensors", opt)
+    out.mkdir(parents=True, exist_ok=True)  # only now that the data and the weights have loaded
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     log(f"model: {model.num_parameters() / 1e6:.2f} M parameters; {'resuming at' if step else 'starting'} step {step}")
 

@@ -20,7 +20,12 @@ if [[ "$extras" == *dev* || "$extras" == *sim* ]] && ! ldconfig -p | grep -q "li
 fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
-echo "[setup] installing onboard${extras:+[$extras]} into .venv (first run downloads dependencies; LeRobot brings torch)"
+# What the chosen extras bring, so the message matches what is installed (`demo` and `onnx` are torch-free).
+case ",$extras," in
+    *,dev,* | *,interop,* | *,train,*) brings="torch comes with them" ;;
+    *) brings="no torch: onnxruntime runs the bundled model" ;;
+esac
+echo "[setup] installing onboard${extras:+[$extras]} into .venv (first run downloads dependencies; $brings)"
 # pip prints one harmless warning per package about this machine's local index folders; keep the rest.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 test "${PIPESTATUS[0]}" -eq 0

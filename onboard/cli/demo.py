@@ -43,6 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """0: the episode succeeded; 1: it ran and failed; 2: it could not run (e.g. no bundle). Never imports torch."""
     cfg = config_from(args, DemoConfig)
+    if not cfg.bus_only:  # a missing or damaged bundle stops the demo before its first part, not after it
+        from onboard.demo.policy import DemoError, check_demo_bundle
+
+        try:
+            check_demo_bundle(cfg.bundle)
+        except (DemoError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if not cfg.policy_only:
         from onboard.demo.bus import run_demo
 

@@ -21,12 +21,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from onboard.eval.evaluate import evaluate
     from onboard.eval.workers import EvalWorkerError
-    from robot.policy_loader import detect_policy_type
+    from policies.bundle import BUNDLED, check_bundle
+    from robot.policy_loader import get_policy_kind, policy_kind
 
     try:
         cfg = config_from(args, EvalConfig)
-        if not cfg.policy_type:
-            cfg = dataclasses.replace(cfg, policy_type=detect_policy_type(cfg.policy_path))
+        if not cfg.policy_path and cfg.policy_type in (None, "onnx"):
+            cfg = dataclasses.replace(cfg, policy_path=str(BUNDLED), policy_type="onnx")
+            print(f"policy: the bundled model, {BUNDLED} (no --policy.path given)", flush=True)
+        elif not cfg.policy_path and get_policy_kind(cfg.policy_type).needs_path:
+            raise ValueError(f"--policy.type={cfg.policy_type} needs --policy.path, the folder to load it from")
+        needs_path = cfg.policy_type is None or get_policy_kind(cfg.policy_type).needs_path
+        if cfg.policy_path and needs_path:  # checked here, before any episode or worker process starts
+            kind = policy_kind(cfg.policy_path)
+            cfg = dataclasses.replace(cfg, policy_type=cfg.policy_type or kind)
+            if cfg.policy_type == "onnx":
+                check_bundle(cfg.policy_path)
         evaluate(cfg)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

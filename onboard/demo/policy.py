@@ -24,17 +24,17 @@ from typing import Any
 
 import numpy as np
 
-import policies
 from onboard.demo import DEFAULT_INSTRUCTION, DEFAULT_VIDEO
 from onboard.eval.episodes import LoadPolicy, MakeRunner, run_episode_with_runner
 from onboard.eval.factories import make_runner as _make_runner
 from onboard.eval.factories import policy_and_size
 from onboard.video import VideoEnv, write_mp4
+from policies.bundle import BUNDLED, check_bundle
 from robot.latency import parse_latency as _parse_latency
 from sim import tasks as T
 from sim.envs.env import SO101Env
 
-DEFAULT_BUNDLE = Path(policies.__file__).resolve().parent / "bundled" / "so101_vla"
+DEFAULT_BUNDLE = BUNDLED
 
 
 class DemoError(Exception):
@@ -58,6 +58,20 @@ def parse_latency(value: str | float | None) -> float | None:
         return _parse_latency(value)
     except ValueError as exc:
         raise DemoError(str(exc)) from None
+
+
+def check_demo_bundle(bundle: str | Path | None) -> Path:
+    """The bundle folder (None: the bundled model), checked (``policies.bundle.check_bundle``): a ``DemoError`` when
+    there is no bundle, a ``policies.errors.PolicyLoadError`` naming the file when one is missing or damaged."""
+    bundle = Path(bundle) if bundle is not None else DEFAULT_BUNDLE
+    if not bundle.exists() or (bundle.is_dir() and not (bundle / "bundle.json").is_file()):
+        raise DemoError(
+            f"no policy bundle at {bundle} (no bundle.json). Reproduce the bundled model with scripts/make_model.sh "
+            f"(writes outputs/model/bundle; then pass --bundle outputs/model/bundle), or pass --bundle PATH to any "
+            f"`onboard export` bundle."
+        )
+    check_bundle(bundle)
+    return bundle
 
 
 class _TimedPolicy:
@@ -100,13 +114,7 @@ def run_policy_demo(
     run; returns what it printed as a dict (``success``, ``time_to_success``, ``wall_s``, ``infer_ms``, ``video``).
     ``load_policy`` / ``make_runner``: the factories (default ``onboard.eval.factories``'s; the bundle is loaded as
     kind "onnx")."""
-    bundle = Path(bundle) if bundle is not None else DEFAULT_BUNDLE
-    if not (bundle / "bundle.json").is_file():
-        raise DemoError(
-            f"no policy bundle at {bundle} (no bundle.json). Reproduce the bundled model with scripts/make_model.sh "
-            f"(writes outputs/model/bundle; then pass --bundle outputs/model/bundle), or pass --bundle PATH to any "
-            f"`onboard export` bundle."
-        )
+    bundle = check_demo_bundle(bundle)
     instruction = instruction.strip() or DEFAULT_INSTRUCTION
     judged_task, judged_color = judge_instruction(instruction, task, color)
     latency_s = parse_latency(latency)
@@ -115,7 +123,8 @@ def run_policy_demo(
     onnx_policy, size = load_policy("onnx", bundle, threads=threads)
     policy = _TimedPolicy(onnx_policy)
     spec = T.make_spec(judged_task, judged_color, seed, instruction)
-    log(f'instruction: "{instruction}"  (the policy gets this text as typed)')
+    shown = instruction if len(instruction) <= 200 else f"{instruction[:120]}... ({len(instruction)} characters)"
+    log(f'instruction: "{shown}"  (the policy gets this text as typed)')
     how = "given" if task or color else "judged from keywords, for the simulator's success check only"
     log(f"success check: task {judged_task}, {judged_color} cube ({how}); layout seed {seed}")
     log(

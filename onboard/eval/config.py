@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class EvalConfig:
     policy_path: str | None = field(
-        default=None, metadata={"flag": "--policy.path", "help": "checkpoint/bundle/LeRobot folder"}
+        default=None,
+        metadata={
+            "flag": "--policy.path",
+            "help": "checkpoint/bundle/LeRobot folder (default: the bundled model, policies/bundled/so101_vla)",
+        },
     )
     policy_type: str | None = field(
         default=None,

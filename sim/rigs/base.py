@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from robot.calibration import load_calibration
+from robot.calibration import load_calibration, validate_calibration
+from robot.errors import CalibrationFileError
 from robot.rig import Rig
 from sim.twin.so101 import SimulatedSO101
 
@@ -24,10 +25,18 @@ class SimRig(Rig):
 
 
 def install_calibration_file(sim_arm: SimulatedSO101, path: str | Path | None) -> bool:
-    """Write the calibration in ``path`` into ``sim_arm``'s servos; False (nothing written) when there is no file."""
-    if path is None or not Path(path).is_file():
+    """Write the calibration in ``path`` into ``sim_arm``'s servos; False (nothing written) when there is no file.
+    The file gets the checks a real port and `onboard calibration import` apply (``robot.calibration``'s structure
+    and ``validate_calibration`` against the arm's motors): a ``CalibrationFileError`` naming the file otherwise."""
+    if path is None or not Path(path).exists():
         return False
+    if not Path(path).is_file():
+        raise CalibrationFileError(f"{path} is a folder, not a calibration file: pass the .json file", path)
     cal = load_calibration(path)
+    try:
+        validate_calibration(cal, sim_arm.ids, str(path))
+    except CalibrationFileError as exc:
+        raise CalibrationFileError(str(exc), path, exc.problems) from None
     sim_arm.install_calibration(
         {
             name: {"homing_offset": m.homing_offset, "range_min": m.range_min, "range_max": m.range_max}

@@ -131,17 +131,27 @@ def build_sim_rig(
     (full strength 3 cm higher; ``sim.disturbance_floor``)."""
     follower = SimulatedSO101(seed=ARM_SEED)
     leader = ExpertLeader(follower, seed=ARM_SEED, rate_hz=fps)
-    install_calibration_file(follower, robot_calibration)
-    install_calibration_file(leader.sim, teleop_calibration)
-    h, w = image_size
-    cams = {name: RenderedCamera(follower.world, name, height=h, width=w, fps=fps) for name in cameras}
-    hooks = SimEpisodes(
-        follower, leader, seed=seed, tasks=tasks, disturbance_deg=disturbance_deg, disturbance_floor=disturbance_floor
-    )
 
     def close() -> None:
         leader.close()
         follower.close()
+
+    try:  # a calibration file that does not fit (CalibrationFileError) closes what was built
+        install_calibration_file(follower, robot_calibration)
+        install_calibration_file(leader.sim, teleop_calibration)
+        h, w = image_size
+        cams = {name: RenderedCamera(follower.world, name, height=h, width=w, fps=fps) for name in cameras}
+        hooks = SimEpisodes(
+            follower,
+            leader,
+            seed=seed,
+            tasks=tasks,
+            disturbance_deg=disturbance_deg,
+            disturbance_floor=disturbance_floor,
+        )
+    except BaseException:
+        close()
+        raise
 
     return SimTeleopRig(
         robot_port=follower.url,
