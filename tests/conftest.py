@@ -16,13 +16,14 @@ settings.load_profile("onboard")
 
 def require(module: str, extra: str):
     """Import an optional dependency for a test; skip without it, or fail when CI demands it
-    (ONBOARD_REQUIRE_INTEROP=1, set by scripts/test.sh)."""
+    (ONBOARD_REQUIRE_INTEROP=1, set by scripts/test.sh). Use it instead of ``pytest.importorskip``, in a test or at
+    module level (``mujoco = require("mujoco", "sim")`` skips, or fails, the whole file)."""
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
         if os.environ.get("ONBOARD_REQUIRE_INTEROP") == "1":
             pytest.fail(f"{module} is required here (install onboard[{extra}]): {exc}")
-        pytest.skip(f"{module} not installed (pip install onboard[{extra}])")
+        pytest.skip(f"{module} not installed (pip install onboard[{extra}])", allow_module_level=True)
 
 
 @pytest.fixture(scope="session")

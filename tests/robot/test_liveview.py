@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from robot.liveview import LiveView, encode_png
+from tests.conftest import require
 
 KEYS = ("shoulder_pan.pos", "gripper.pos")
 
@@ -121,7 +122,7 @@ def test_publish_does_not_wait_on_slow_clients():
 
 
 def test_rerun_view_records_to_a_file(tmp_path):
-    pytest.importorskip("rerun")
+    require("rerun", "interop")  # rerun-sdk comes with LeRobot
     from robot.liveview import RerunView
 
     out = tmp_path / "live.rrd"

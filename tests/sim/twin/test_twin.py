@@ -14,17 +14,19 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco", reason="the simulation needs MuJoCo: pip install 'onboard[sim]'")
+from tests.conftest import require
 
-import sim  # noqa: F401  (registers simbus://)
-from hardware.feetech.bus import FeetechBus
-from hardware.feetech.errors import ServoError, StatusBit
-from robot.clock import Clock
-from sim.feetech.motor import Plant
-from sim.twin.joint_plant import STEPS_PER_RAD, JointPlant
-from sim.twin.physics import RealTimeRunner, SimClock, World
-from sim.twin.so101 import SimulatedSO101
-from sim.twin.world import JOINT_NAMES
+require("mujoco", "sim")  # skipped without MuJoCo; a failure in CI (ONBOARD_REQUIRE_INTEROP=1)
+
+import sim  # noqa: E402, F401  (registers simbus://)
+from hardware.feetech.bus import FeetechBus  # noqa: E402
+from hardware.feetech.errors import ServoError, StatusBit  # noqa: E402
+from robot.clock import Clock  # noqa: E402
+from sim.feetech.motor import Plant  # noqa: E402
+from sim.twin.joint_plant import STEPS_PER_RAD, JointPlant  # noqa: E402
+from sim.twin.physics import RealTimeRunner, SimClock, World  # noqa: E402
+from sim.twin.so101 import SimulatedSO101  # noqa: E402
+from sim.twin.world import JOINT_NAMES  # noqa: E402
 
 IDS = list(range(1, 7))
 # Offsets from the calibration pose (rad) that every test move uses: clear of the table, the cubes and the tray.
