@@ -4,6 +4,8 @@ Never asserts speed."""
 import json
 import time
 
+import numpy as np
+
 from onboard.bench.loop import STAGES, StandInCamera
 from onboard.cli import main
 
@@ -38,8 +40,16 @@ def test_stand_in_camera_hands_over_new_frames():
     cam.connect()
     try:
         first = cam.read_latest()
-        assert first.rgb.shape == (96, 96, 3)
-        time.sleep(0.1)
-        assert cam.read_latest().index > first.index
+        assert first.rgb.shape == (96, 96, 3) and first.rgb.dtype == np.uint8
+        # wait for the capture thread's next frame (as long as a loaded machine needs), never a fixed sleep
+        deadline = time.monotonic() + 30.0
+        while (newer := cam.read_latest()).index == first.index:
+            assert time.monotonic() < deadline, "the stand-in camera published no new frame in 30 s"
+            time.sleep(0.001)
+        assert newer.index > first.index and newer.t_capture > first.t_capture
+        assert newer.rgb is not first.rgb  # a new array handed over, the old frame left as it was
+        # frame k is the test image rolled k pixels: the content is the frame's, not a copy of the first
+        np.testing.assert_array_equal(newer.rgb, np.roll(first.rgb, newer.index - first.index, axis=1))
+        assert cam.frames >= newer.index + 1
     finally:
         cam.disconnect()
