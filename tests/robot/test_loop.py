@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from hardware.camera import Frame, StaleFrameError
 from robot.clock import WallClock
-from robot.loop import CameraTap, ControlLoop, percentiles, run_loop
+from robot.loop import CameraTap, ControlLoop, Tick, percentiles, run_loop
 from sim.twin.physics import SimClock, World
+from tests.conftest import require
 
 EXACT = 1e-9
 
@@ -164,3 +168,106 @@ def test_camera_tap_never_waits_and_counts_stale_frames():
     cam.stale = True
     assert tap.read()["front"] is cam.frame  # the last good frame
     assert tap.stale == {"front": 1}
+
+
+class _ShutterDevice:
+    """A ``cv2.VideoCapture`` stand-in under the real OpenCV driver: ``read()`` blocks, as a device's read does when
+    the camera stalls, until the test opens the shutter for one frame (or closes the device)."""
+
+    def __init__(self, cv2):
+        self.props = {cv2.CAP_PROP_FRAME_WIDTH: 4.0, cv2.CAP_PROP_FRAME_HEIGHT: 2.0, cv2.CAP_PROP_FPS: 30.0}
+        self.shutter = threading.Semaphore(0)
+        self.in_read = threading.Event()  # the capture thread is inside read(), waiting on the device
+        self.closed = threading.Event()
+        self.shots = 0
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, prop, value) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return self.props.get(prop, 0.0)
+
+    def read(self):
+        self.in_read.set()
+        try:
+            while not self.shutter.acquire(timeout=0.01):
+                if self.closed.is_set():
+                    return False, None
+            self.shots += 1
+            return True, np.full((2, 4, 3), self.shots, np.uint8)
+        finally:
+            self.in_read.clear()
+
+    def release(self) -> None: ...
+
+
+def _wait_until(condition, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} in {timeout_s:.0f} s"
+        time.sleep(0.001)
+
+
+def test_the_loop_keeps_its_deadlines_while_a_camera_is_blocked(clock: SimClock):
+    """README's "the loop never waits on a camera", with the real OpenCV driver (its capture thread) on a device whose
+    read blocks for 30 of 50 ticks. On the sim clock every tick still starts on its deadline; meanwhile the tap hands over the last
+    frame and counts it stale once it is older than max_age_s; when the device delivers again, so does the tap."""
+    cv2 = require("cv2", "camera")
+    from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
+
+    device = _ShutterDevice(cv2)
+    cam = OpenCVCamera(
+        OpenCVCameraConfig(0, fourcc=None), name="front", clock=clock.now, capture_factory=lambda src, api: device
+    )
+    device.shutter.release()  # the first frame, which connect() waits for
+    cam.connect()
+    tap = CameraTap({"front": cam}, max_age_s=0.11)
+    blocked = range(10, 40)
+    delivered = [1]  # frames the device has given
+    seen: list[tuple[Tick, Frame, int]] = []
+
+    def step(tick) -> None:
+        if tick.index in blocked:
+            _wait_until(device.in_read.is_set, "capture thread waiting in read()")
+            assert device.in_read.is_set()  # the camera is stuck in its driver for this whole tick
+        else:  # one frame per tick, handed over before the tap reads (the test waits for the capture thread)
+            device.shutter.release()
+            delivered[0] += 1
+            _wait_until(lambda: cam.stats()["frames"] == delivered[0], "frame from the capture thread")
+        seen.append((tick, tap.read()["front"], sum(tap.stale.values())))
+
+    result: dict = {}
+
+    def loop() -> None:
+        try:
+            result["stats"] = run_loop(step, clock, 50, duration_s=1.0)
+        except BaseException as exc:
+            result["error"] = exc
+
+    worker = threading.Thread(target=loop, daemon=True)
+    worker.start()
+    worker.join(120)
+    waited = worker.is_alive()
+    device.closed.set()  # frees the capture thread (and a loop that waited on it)
+    worker.join(10)
+    cam.disconnect()
+    assert not waited, "the control loop waited on the blocked camera"
+    assert "error" not in result, result.get("error")
+    stats = result["stats"]
+    assert stats.ticks == 50 and stats.overruns == 0 and stats.skipped == 0
+    assert max(stats.lateness) < EXACT
+    for i, (tick, _frame, _stale) in enumerate(seen):
+        assert tick.index == i and tick.start == pytest.approx(stats.t0 + i * 0.02, abs=EXACT)
+    last_good = seen[9][1]
+    for tick, frame, stale in seen:
+        if tick.index in blocked:
+            assert frame is last_good  # the newest frame there is, never a wait for the next one
+            age = tick.start - last_good.t_capture
+            assert stale == max(0, tick.index - 14) and (age > 0.11) == (tick.index >= 15)
+        else:
+            assert frame.t_capture == tick.start and frame.rgb[0, 0, 0] == frame.index + 1  # this tick's frame
+            assert stale == (0 if tick.index < 10 else 25)
+    assert tap.stale == {"front": 25} and device.shots == 1 + 20
