@@ -212,9 +212,10 @@ def _wait_until(condition, what: str, timeout_s: float = 30.0) -> None:
 
 
 def test_the_loop_keeps_its_deadlines_while_a_camera_is_blocked(clock: SimClock):
-    """README's "the loop never waits on a camera", with the real OpenCV driver (its capture thread) on a device whose
-    read blocks for 30 of 50 ticks. On the sim clock every tick still starts on its deadline; meanwhile the tap hands over the last
-    frame and counts it stale once it is older than max_age_s; when the device delivers again, so does the tap."""
+    """README's "the loop never waits on a camera", with the real OpenCV driver (its capture thread) on a device
+    whose read blocks for 30 of 50 ticks. On the sim clock every tick still starts on its deadline; meanwhile the tap
+    hands over the last frame, counted stale once older than max_age_s; when the device delivers again, so does the
+    tap."""
     cv2 = require("cv2", "camera")
     from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
 
