@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             die_with_parent()
         if hasattr(args, "port"):
             args.port = resolve_port(args.port)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if argv is None and code >= 128:  # the command stopped on a signal (run, record): nothing may hold it up
+            exit_even_if_stuck(code)
+        return code
     except Exception as exc:
         return report(exc, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
