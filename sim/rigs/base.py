@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robot.calibration import load_calibration, validate_calibration
-from robot.errors import CalibrationFileError
+from robot.errors import CalibrationFileError, RobotError
 from robot.rig import Rig
 from sim.twin.so101 import SimulatedSO101
 
 CAMERAS = ("front", "wrist")
 ARM_SEED = 0  # the horn offsets `onboard calibrate --robot.port=sim` calibrates
+
+
+class SimRigError(RobotError, ValueError):
+    """A simulated rig asked for what the simulation does not have (an unknown task or colour, a bad option): the
+    command cannot run as asked (exit code 2)."""
 
 
 @dataclass(kw_only=True)

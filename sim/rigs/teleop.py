@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 
 from sim import tasks as T
-from sim.rigs.base import ARM_SEED, CAMERAS, SimRig, install_calibration_file
+from sim.rigs.base import ARM_SEED, CAMERAS, SimRig, SimRigError, install_calibration_file
 from sim.twin.cameras import RenderedCamera
 from sim.twin.disturbance import DISTURBANCE_FADE, DISTURBANCE_FLOOR, JointDisturbance
 from sim.twin.leader import ExpertLeader
@@ -44,9 +44,15 @@ class SimEpisodes:
         disturbance_floor: float = DISTURBANCE_FLOOR,
     ):
         if not (math.isfinite(disturbance_deg) and disturbance_deg >= 0):
-            raise ValueError(f"disturbance_deg must be >= 0 (degrees), got {disturbance_deg}")
+            raise SimRigError(f"disturbance_deg must be >= 0 (degrees), got {disturbance_deg}")
         if not (math.isfinite(disturbance_floor) and disturbance_floor >= 0):
-            raise ValueError(f"disturbance_floor must be a height >= 0 (metres), got {disturbance_floor}")
+            raise SimRigError(f"disturbance_floor must be a height >= 0 (metres), got {disturbance_floor}")
+        unknown = [t for t in tasks or () if t not in T.TASKS]
+        if unknown:
+            raise SimRigError(f"unknown task {', '.join(map(repr, unknown))}: the simulation has {', '.join(T.TASKS)}")
+        unknown = [c for c in colors if c not in T.COLORS]
+        if unknown:
+            raise SimRigError(f"unknown colour {', '.join(map(repr, unknown))}: the cubes are {', '.join(T.COLORS)}")
         self.follower, self.leader = follower, leader
         self.seed, self.tasks, self.colors = int(seed), tasks, colors
         self.disturbance_deg = float(disturbance_deg)
