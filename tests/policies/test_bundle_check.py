@@ -110,7 +110,8 @@ def test_a_bundle_without_manifest_is_caught_when_its_graphs_load(tmp_path, name
 def test_bundle_json_missing_garbage_or_a_file(tmp_path):
     bundle = copy_bundle(tmp_path / "b")
     (bundle / "bundle.json").unlink()
-    with pytest.raises(PolicyFileMissingError, match=r"no bundle\.json.*ONNX bundle.*LeRobot checkpoint.*VLA checkpoint"):
+    accepted = r"no bundle\.json.*ONNX bundle.*LeRobot checkpoint.*VLA checkpoint"
+    with pytest.raises(PolicyFileMissingError, match=accepted):
         check_bundle(bundle)
     (bundle / "bundle.json").write_text("{not json")
     with pytest.raises(PolicyLoadError, match=r"bundle\.json is not valid JSON"):
