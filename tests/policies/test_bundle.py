@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 
 from onboard.cli import main
+from policies.bundle import check_bundle
 from policies.train import TrainConfig, train
 from tests.policies.test_train import SMALL, make_dataset
 
@@ -79,6 +80,9 @@ def test_bundle_text_encoder_is_int8_and_close_to_torch(random_bundle):
 
     manifest = json.loads((random_bundle / "bundle.json").read_text())
     assert manifest["text_encoder"]["file"] == "text/text_encoder_int8.onnx"
+    # every file it needs, with its size and sha256, as check_bundle verifies them on load
+    assert sorted(manifest["files"]) == ["text/text_encoder_int8.onnx", "text/tokenizer.json", "vla.onnx"]
+    assert check_bundle(random_bundle) == manifest
     assert "int8" in manifest["text_encoder"]["quantization"]
     assert sorted(p.name for p in (random_bundle / "text").iterdir()) == ["text_encoder_int8.onnx", "tokenizer.json"]
     size_mb = sum(f.stat().st_size for f in random_bundle.rglob("*") if f.is_file()) / 1e6
