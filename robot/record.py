@@ -189,33 +189,25 @@ class RecordSession:
 
 
 def open_writer(config: RecordConfig, features: dict[str, dict], robot_type: str, queue_size: int | None):
-    """Create the dataset, or with ``resume`` continue it (after a repair of what a crash left), checking that
-    fps, robot type and features match (LeRobot's ``sanity_check_dataset_robot_compatibility``)."""
+    """Create the dataset, or with ``resume`` continue it (ours or one LeRobot wrote, any layout; after a repair of
+    what a crash left), checking that fps, robot type and features match (LeRobot's
+    ``sanity_check_dataset_robot_compatibility``): a mismatch is refused with every difference listed."""
     root = Path(config.root)
     info_exists = (root / "meta" / "info.json").exists()
     if config.resume and info_exists:
         writer = DatasetWriter.resume(root, repo_id=config.repo_id, vcodec=config.vcodec, queue_size=queue_size)
-        problems = []
-        if writer.fps != config.fps:
-            problems.append(f"fps {writer.fps} (recording at {config.fps})")
-        if writer.info.get("robot_type") != robot_type:
-            problems.append(f"robot_type {writer.info.get('robot_type')!r} (recording {robot_type!r})")
-        for key, ft in features.items():
-            have = writer.features.get(key)
-            if have is None or have["dtype"] != ft["dtype"] or tuple(have["shape"]) != tuple(ft["shape"]):
-                problems.append(
-                    f"feature {key} {have and (have['dtype'], tuple(have['shape']))} (recording "
-                    f"{(ft['dtype'], tuple(ft['shape']))})"
-                )
-        extra = [k for k in writer.user_keys if k not in features]
-        if extra:
-            problems.append(f"features {extra} this setup does not record")
+        problems = resume_mismatch(writer, config, features, robot_type)
         if problems:
             writer.close()
-            raise ValueError(f"cannot resume {root}: it has " + "; ".join(problems))
+            raise ValueError(f"cannot resume {root}: it differs from this recording: " + "; ".join(problems))
         return writer
     if config.resume:
         log.warning("--resume: %s has no dataset yet; starting a new one", root)
+    elif info_exists:
+        raise FileExistsError(
+            f"{root} already holds a dataset: add --resume to record more episodes into it, "
+            "or choose another --dataset.root"
+        )
     return DatasetWriter.create(
         root,
         fps=config.fps,
@@ -226,6 +218,35 @@ def open_writer(config: RecordConfig, features: dict[str, dict], robot_type: str
         vcodec=config.vcodec,
         queue_size=queue_size,
     )
+
+
+def resume_mismatch(
+    writer: DatasetWriter, config: RecordConfig, features: dict[str, dict], robot_type: str
+) -> list[str]:
+    """Each way the dataset in ``writer`` differs from what this recording would write (empty: it may resume)."""
+    problems = []
+    if writer.fps != config.fps:
+        problems.append(f"fps: the dataset has {writer.fps}, this recording {config.fps}")
+    if writer.info.get("robot_type") != robot_type:
+        problems.append(f"robot_type: the dataset has {writer.info.get('robot_type')!r}, this robot {robot_type!r}")
+    for key, ft in features.items():
+        have = writer.features.get(key)
+        if have is None:
+            problems.append(f"{key}: not in the dataset (recording {ft['dtype']} {tuple(ft['shape'])})")
+            continue
+        if have["dtype"] != ft["dtype"] or tuple(have["shape"]) != tuple(ft["shape"]):
+            problems.append(
+                f"{key}: the dataset has {have['dtype']} {tuple(have['shape'])}, "
+                f"this recording {ft['dtype']} {tuple(ft['shape'])}"
+            )
+        elif ft["dtype"] != "video" and list(have.get("names") or []) != list(ft.get("names") or []):
+            problems.append(f"{key} names: the dataset has {have.get('names')}, this robot {ft.get('names')}")
+    extra = [k for k in writer.user_keys if k not in features]
+    if extra:
+        problems.append(f"the dataset has features this setup does not record: {', '.join(extra)}")
+    if config.capture_time and not writer.record_capture_time:
+        problems.append("capture_time: the dataset has no capture_time column (record without it)")
+    return problems
 
 
 def record(

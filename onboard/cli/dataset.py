@@ -1,8 +1,9 @@
-"""`onboard dataset verify|info|repair`: LeRobot v3.0 datasets on disk."""
+"""`onboard dataset verify|info|repair`: LeRobot v3.0 datasets on disk, of any layout LeRobot 0.4.4 writes."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 
 from onboard.cli.options import add_options, config_from
@@ -13,29 +14,50 @@ class DatasetConfig:
     root: str = field(metadata={"help": "dataset folder (the one holding meta/, data/, videos/)", "positional": True})
 
 
+@dataclass(frozen=True)
+class VerifyConfig(DatasetConfig):
+    full: bool = field(
+        default=False,
+        metadata={"help": "decode every frame of every video and name the first bad one (default: a few per episode)"},
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     dsp = sub.add_parser("dataset", help="LeRobot v3.0 datasets: verify, info, repair")
     dsub = dsp.add_subparsers(dest="dataset_cmd", required=True)
-    for name, text in (
-        ("verify", "check structure, lengths, timestamps, video frames and stats (exit 1 on errors)"),
-        ("info", "summary: episodes, frames, fps, features, tasks"),
-        ("repair", "remove what a killed recording left behind (the episode in progress) and fix stats"),
+    for name, text, config in (
+        ("verify", "check structure, lengths, timestamps, video frames and stats (exit 1 on errors)", VerifyConfig),
+        ("info", "summary: episodes, frames, fps, features, tasks", DatasetConfig),
+        (
+            "repair",
+            "undo what a killed recording left behind (the episode in progress), fix tasks and stats",
+            DatasetConfig,
+        ),
     ):
         p = dsub.add_parser(name, help=text)
-        add_options(p, DatasetConfig)
+        add_options(p, config)
         p.set_defaults(func=cmd_dataset)
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from policies.dataset import info, repair, verify
+    from policies.dataset import DatasetReadError, info, repair, verify
 
+    if args.dataset_cmd == "verify":
+        config = config_from(args, VerifyConfig)
+        report = verify(config.root, full=config.full)
+        print(report)
+        return 0 if report.ok else 1
     root = config_from(args, DatasetConfig).root
-    if args.dataset_cmd == "info":
-        print(info(root))
-        return 0
-    if args.dataset_cmd == "repair":
-        print(repair(root))
-        return 0
-    report = verify(root)
-    print(report)
-    return 0 if report.ok else 1
+    try:
+        if args.dataset_cmd == "info":
+            print(info(root))
+            return 0
+        fixed = repair(root)
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename or exc} not found: {root} is not a LeRobot v3.0 dataset", file=sys.stderr)
+        return 2
+    except (DatasetReadError, ValueError, KeyError) as exc:
+        print(f"error: {root}: {exc}", file=sys.stderr)
+        return 2
+    print(fixed)
+    return 1 if fixed.problems else 0

@@ -1,10 +1,13 @@
 """LeRobotDataset v3.0 on-disk layout: paths, feature specs, atomic file writes, info.json and tasks.parquet.
 
-One committed episode = one data parquet, one mp4 per camera and one episodes-metadata parquet, all named
-``chunk-{episode // chunks_size:03d}/file-{episode % chunks_size:03d}``. LeRobot 0.4.4 reads this: it looks each
-episode's files up through ``data/chunk_index``, ``data/file_index`` and ``videos/<key>/chunk_index|file_index`` in
-the episodes metadata, and loads every ``data/*/*.parquet`` file. Files being written carry the suffix ``.partial``
-(never ``.parquet``/``.mp4``, so LeRobot's globs cannot see them) and are renamed into place once complete.
+Our writer gives each committed episode its own files: one data parquet, one mp4 per camera and one
+episodes-metadata parquet, all named ``chunk-C/file-F`` at the next free place in file order (a new dataset: episode
+e at place e, ``chunk-{e // chunks_size:03d}/file-{e % chunks_size:03d}``). LeRobot 0.4.4 writes many episodes per
+file instead (rotated by size; videos concatenated, each episode at ``from_timestamp``..``to_timestamp``). Both
+are read the same way: each episode's files are looked up through ``data/chunk_index``, ``data/file_index`` and
+``videos/<key>/chunk_index|file_index`` in its episodes-metadata row. Files being written carry the suffix
+``.partial`` (never ``.parquet``/``.mp4``, so LeRobot's globs cannot see them) and are renamed into place once
+complete.
 """
 
 from __future__ import annotations
@@ -47,20 +50,31 @@ CAPTURE_TIME_FEATURE = {"dtype": "float64", "shape": (1,), "names": None}
 NUMERIC_DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 
-def chunk_file(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> dict[str, int]:
-    return {"chunk_index": episode_index // chunks_size, "file_index": episode_index % chunks_size}
+class DatasetReadError(ValueError):
+    """The dataset on disk is missing something or inconsistent (a missing or unreadable file, missing rows, a video
+    frame that is not there); the message names the file."""
 
 
-def data_path(root: Path, episode_index: int, chunks_size: int = CHUNKS_SIZE) -> Path:
-    return root / DATA_PATH.format(**chunk_file(episode_index, chunks_size))
+def chunk_file(pos: int, chunks_size: int = CHUNKS_SIZE) -> dict[str, int]:
+    """``chunk_index`` and ``file_index`` of the file at place ``pos`` in file order."""
+    return {"chunk_index": pos // chunks_size, "file_index": pos % chunks_size}
 
 
-def video_path(root: Path, key: str, episode_index: int, chunks_size: int = CHUNKS_SIZE) -> Path:
-    return root / VIDEO_PATH.format(video_key=key, **chunk_file(episode_index, chunks_size))
+def data_path(root: Path, pos: int, chunks_size: int = CHUNKS_SIZE) -> Path:
+    return root / DATA_PATH.format(**chunk_file(pos, chunks_size))
 
 
-def episodes_path(root: Path, episode_index: int, chunks_size: int = CHUNKS_SIZE) -> Path:
-    return root / EPISODES_PATH.format(**chunk_file(episode_index, chunks_size))
+def video_path(root: Path, key: str, pos: int, chunks_size: int = CHUNKS_SIZE) -> Path:
+    return root / VIDEO_PATH.format(video_key=key, **chunk_file(pos, chunks_size))
+
+
+def episodes_path(root: Path, pos: int, chunks_size: int = CHUNKS_SIZE) -> Path:
+    return root / EPISODES_PATH.format(**chunk_file(pos, chunks_size))
+
+
+def position(chunk_index: int, file_index: int, chunks_size: int = CHUNKS_SIZE) -> int:
+    """The place of ``chunk-C/file-F`` in the order files are made (LeRobot's ``update_chunk_file_indices``)."""
+    return int(chunk_index) * chunks_size + int(file_index)
 
 
 def partial(path: Path) -> Path:

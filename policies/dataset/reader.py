@@ -26,12 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from policies.dataset import layout
+from policies.dataset.layout import DatasetReadError
+from policies.dataset.tables import unreadable_reason
+
+__all__ = ["DatasetReadError", "Episode", "EpisodeInfo", "EpisodeReader"]
 
 TOLERANCE_S = 1e-4
-
-
-class DatasetReadError(RuntimeError):
-    """The dataset on disk is inconsistent (missing file, missing rows, a video frame that is not there)."""
 
 
 @dataclass(frozen=True)
@@ -155,9 +155,13 @@ class EpisodeReader:
             raise DatasetReadError(f"{self.root}: meta/episodes/ is missing (a LeRobot recording never finalized?)")
         rows: dict[int, EpisodeInfo] = {}
         for path in files:
-            schema = pq.read_schema(path)
-            columns = [c for c in schema.names if not c.startswith("stats/")]
-            for row in pq.read_table(path, columns=columns).to_pylist():
+            try:
+                schema = pq.read_schema(path)
+                columns = [c for c in schema.names if not c.startswith("stats/")]
+                table = pq.read_table(path, columns=columns)
+            except Exception as exc:
+                raise DatasetReadError(f"{path} {unreadable_reason(path, exc)}") from exc
+            for row in table.to_pylist():
                 ep = int(row["episode_index"])
                 if ep >= total:  # files of an episode whose commit (info.json) never happened
                     continue
@@ -192,7 +196,10 @@ class EpisodeReader:
             path = self.root / layout.DATA_PATH.format(chunk_index=chunk_file[0], file_index=chunk_file[1])
             if not path.exists():
                 raise DatasetReadError(f"{path} is missing")
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+            except Exception as exc:
+                raise DatasetReadError(f"{path} {unreadable_reason(path, exc)}") from exc
             with self._lock:
                 self._data_files[chunk_file] = table
         return table
@@ -284,6 +291,23 @@ class EpisodeReader:
         order = np.argsort(targets)
         sorted_targets = targets[order]
         last = sorted_targets[-1] if len(targets) else from_ts
+        try:
+            self._decode_into(path, ep, sorted_targets, order, last, out, found)
+        except av.error.FFmpegError as exc:
+            done = int(found.sum())
+            raise DatasetReadError(
+                f"{path}: episode {ep} {key} does not decode ({type(exc).__name__}: {exc}); "
+                f"{done} of its {len(targets)} frames decoded before the error"
+            ) from exc
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            raise DatasetReadError(
+                f"{path}: episode {ep} {key}: no frame within {self.tolerance_s}s of timestamps "
+                f"{targets[missing[:5]].round(4).tolist()} ({len(missing)} of {len(targets)} missing)"
+            )
+        return out
+
+    def _decode_into(self, path, ep, sorted_targets, order, last, out, found) -> None:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -307,13 +331,6 @@ class EpisodeReader:
                         out[row] = img
                         found[row] = True
                     j += 1
-        if not found.all():
-            missing = np.flatnonzero(~found)
-            raise DatasetReadError(
-                f"episode {ep} {key}: no frame within {self.tolerance_s}s of timestamps "
-                f"{targets[missing[:5]].round(4).tolist()} in {path} ({len(missing)} of {len(targets)} missing)"
-            )
-        return out
 
     def _decode_images(self, ep: int, key: str) -> np.ndarray:
         from PIL import Image  # only LeRobot's "image" features (PNG inside the parquet) need it

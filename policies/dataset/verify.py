@@ -1,22 +1,29 @@
-"""Check, summarise and repair a LeRobotDataset v3.0 directory (no torch, no LeRobot)."""
+"""Check and summarise a LeRobotDataset v3.0 directory of any layout LeRobot 0.4.4 writes (no torch, no LeRobot).
+
+``verify`` reads the episodes metadata (one or many episodes per file), then each data file once (every committed
+episode's rows, frame indices, timestamps and global indices; no rows of other episodes) and each video file once
+(every episode's frames at ``from_timestamp + k / fps``), decoding a few frames per episode, or with ``full=True``
+every frame, naming the first one that does not decode. ``repair`` (``policies.dataset.repair``) undoes what a
+killed recording left.
+"""
 
 from __future__ import annotations
 
 import json
-import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow.parquet as pq
 
 from policies.dataset import layout
 from policies.dataset.layout import DEFAULT_FEATURES, STAT_KEYS
-from policies.dataset.stats import aggregate, to_json
-from policies.dataset.tables import read_episode_stats
+from policies.dataset.repair import RepairReport, repair
+from policies.dataset.tables import read_episodes, unreadable_reason
+from policies.dataset.videocheck import Segment, check_video
 
-_FILE_RE = re.compile(r"chunk-(\d+)/file-(\d+)\.(parquet|mp4)$")
+__all__ = ["RepairReport", "VerifyReport", "info", "repair", "verify"]
 
 
 @dataclass
@@ -39,68 +46,18 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-@dataclass
-class RepairReport:
-    root: Path
-    removed: list[Path] = field(default_factory=list)
-    rewrote_stats: bool = False
-
-    def __str__(self) -> str:
-        if not self.removed and not self.rewrote_stats:
-            return f"{self.root}: nothing to repair"
-        lines = [f"{self.root}: removed {len(self.removed)} leftover file(s)"] + [f"  {p}" for p in self.removed]
-        if self.rewrote_stats:
-            lines.append("  rewrote meta/stats.json from the committed episodes")
-        return "\n".join(lines)
-
-
-def _committed_episode_of(root: Path, path: Path, chunks_size: int) -> int | None:
-    m = _FILE_RE.search(path.relative_to(root).as_posix())
-    return None if m is None else int(m.group(1)) * chunks_size + int(m.group(2))
-
-
-def repair(root: str | Path) -> RepairReport:
-    """Remove what a killed recording can leave: ``*.partial`` files and files of an episode never committed
-    to info.json (index >= total_episodes). Committed episodes are never touched."""
-    root = Path(root)
-    report = RepairReport(root)
-    info = layout.load_info(root)
-    total, chunks_size = int(info["total_episodes"]), int(info.get("chunks_size", layout.CHUNKS_SIZE))
-    for sub in ("data", "videos", "meta"):
-        base = root / sub
-        if not base.exists():
-            continue
-        for path in sorted(base.rglob("*")):
-            if not path.is_file():
-                continue
-            leftover = path.name.endswith(layout.PARTIAL)
-            if not leftover and (sub != "meta" or path.relative_to(root).parts[:2] == ("meta", "episodes")):
-                ep = _committed_episode_of(root, path, chunks_size)
-                leftover = leftover or (ep is not None and ep >= total)
-            if leftover:
-                path.unlink()
-                report.removed.append(path)
-    # stats.json is rewritten just before info.json: a kill between the two leaves it counting one episode too many
-    stats_path = root / layout.STATS_PATH
-    try:
-        counted = json.loads(stats_path.read_text())["timestamp"]["count"][0] if total else 0
-    except (OSError, ValueError, KeyError, IndexError):
-        counted = -1
-    if total and counted != int(info["total_frames"]):
-        per_episode = [read_episode_stats(root, ep, info) for ep in range(total)]
-        layout.write_json_atomic(stats_path, to_json(aggregate(per_episode)))
-        report.rewrote_stats = True
-    return report
-
-
-def verify(root: str | Path, *, decode_frames: int = 3) -> VerifyReport:
-    """Check structure, totals, every episode's rows and timestamps, every video's frame times (from the packets)
-    and decode ``decode_frames`` frames per episode and camera (first, last and ones between)."""
+def verify(root: str | Path, *, full: bool = False, decode_frames: int = 3) -> VerifyReport:
+    """Check structure, totals, every episode's rows and timestamps and every video's frame times (from the
+    packets); decode ``decode_frames`` frames per episode and camera (first, last and between), or with ``full``
+    every frame of every video."""
     root = Path(root)
     rep = VerifyReport(root)
     try:
         info = layout.load_info(root)
-    except (OSError, ValueError, KeyError) as exc:
+    except FileNotFoundError:
+        rep.errors.append(f"{root / layout.INFO_PATH} not found: not a LeRobot v3.0 dataset")
+        return rep
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         rep.errors.append(f"meta/info.json unreadable: {exc!r}")
         return rep
     for key in ("codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks", "data_path"):
@@ -111,7 +68,6 @@ def verify(root: str | Path, *, decode_frames: int = 3) -> VerifyReport:
     if info["codebase_version"] != layout.CODEBASE_VERSION:
         rep.errors.append(f"codebase_version {info['codebase_version']!r} != {layout.CODEBASE_VERSION!r}")
     fps, features = int(info["fps"]), info["features"]
-    chunks_size = int(info.get("chunks_size", layout.CHUNKS_SIZE))
     vkeys = layout.video_keys(features)
     for key in DEFAULT_FEATURES:
         if key not in features:
@@ -127,105 +83,117 @@ def verify(root: str | Path, *, decode_frames: int = 3) -> VerifyReport:
         rep.errors.append(f"meta/tasks.parquet unreadable: {exc!r}")
         tasks = []
     if len(tasks) != info["total_tasks"]:
-        rep.errors.append(f"tasks.parquet has {len(tasks)} tasks, info.json says {info['total_tasks']}")
+        fix = " (run repair)" if len(tasks) > info["total_tasks"] else ""
+        rep.errors.append(f"tasks.parquet has {len(tasks)} tasks, info.json says {info['total_tasks']}{fix}")
 
+    index = read_episodes(root, rep.episodes, stats=True)
+    for rel, why in index.unreadable.items():
+        rep.errors.append(f"{rel} {why}")
+    missing = index.missing(rep.episodes)
+    if missing:
+        rep.errors.append(
+            f"episodes {missing[:10]}{' ...' if len(missing) > 10 else ''} are in info.json but not in "
+            "meta/episodes/ (a LeRobot recording that never called finalize()?)"
+        )
+    if index.duplicates:
+        rep.errors.append(f"episodes {sorted(set(index.duplicates))[:10]} have more than one row in meta/episodes/")
+
+    by_data: dict[str, list[dict]] = defaultdict(list)
+    by_video: dict[tuple[str, str], list[Segment]] = defaultdict(list)
     expected_index = 0
     for ep in range(rep.episodes):
-        where = f"episode {ep}"
-        try:
-            meta = pq.read_table(layout.episodes_path(root, ep, chunks_size)).to_pylist()
-        except Exception as exc:
-            rep.errors.append(f"{where}: episodes metadata unreadable: {exc!r}")
+        m = index.rows.get(ep)
+        if m is None:
             continue
-        if len(meta) != 1 or meta[0]["episode_index"] != ep:
-            rep.errors.append(f"{where}: episodes metadata file does not hold exactly this episode")
-            continue
-        m = meta[0]
         n = int(m["length"])
         if (m["dataset_from_index"], m["dataset_to_index"]) != (expected_index, expected_index + n):
             rep.errors.append(
-                f"{where}: dataset index range {m['dataset_from_index']}..{m['dataset_to_index']} "
+                f"episode {ep}: dataset index range {m['dataset_from_index']}..{m['dataset_to_index']} "
                 f"!= {expected_index}..{expected_index + n}"
             )
         for stat_key in (f"stats/{k}/{s}" for k in features for s in STAT_KEYS):
-            if stat_key not in m:
-                rep.errors.append(f"{where}: episodes metadata lacks {stat_key}")
+            if m.get(stat_key) is None:
+                rep.errors.append(f"episode {ep}: episodes metadata lacks {stat_key}")
                 break
-        try:
-            data_file = root / info["data_path"].format(
-                chunk_index=m["data/chunk_index"], file_index=m["data/file_index"]
-            )
-            table = pq.read_table(data_file)
-        except Exception as exc:
-            rep.errors.append(f"{where}: data parquet unreadable: {exc!r}")
-            expected_index += n
-            continue
-        rows = table.filter(np.asarray(table["episode_index"].to_numpy() == ep))
-        if rows.num_rows != n:
-            rep.errors.append(f"{where}: {rows.num_rows} rows in {data_file.name}, metadata says {n}")
-        else:
-            fi = rows["frame_index"].to_numpy()
-            ts = rows["timestamp"].to_numpy().astype(np.float64)
-            idx = rows["index"].to_numpy()
-            if not np.array_equal(fi, np.arange(n)):
-                rep.errors.append(f"{where}: frame_index is not 0..{n - 1}")
-            if np.abs(ts - np.arange(n) / fps).max() > 1e-4:
-                rep.errors.append(f"{where}: timestamps are not frame_index/fps")
-            if not np.array_equal(idx, np.arange(expected_index, expected_index + n)):
-                rep.errors.append(f"{where}: global index is not contiguous")
-            ti = rows["task_index"].to_numpy()
-            if ti.size and (ti.min() < 0 or ti.max() >= len(tasks)):
-                rep.errors.append(f"{where}: task_index out of range")
+        rel = info["data_path"].format(chunk_index=m["data/chunk_index"], file_index=m["data/file_index"])
+        by_data[rel].append({"ep": ep, "n": n, "from": expected_index})
         for key in vkeys:
-            _verify_video(root, info, m, key, n, fps, decode_frames, rep, where)
+            t0, t1 = float(m[f"videos/{key}/from_timestamp"]), float(m[f"videos/{key}/to_timestamp"])
+            if abs(t1 - t0 - n / fps) > 1e-4:
+                rep.errors.append(f"episode {ep}: {key} to_timestamp - from_timestamp != length / fps")
+            vrel = info["video_path"].format(
+                video_key=key, chunk_index=m[f"videos/{key}/chunk_index"], file_index=m[f"videos/{key}/file_index"]
+            )
+            by_video[(key, vrel)].append(Segment(ep, t0, n))
         expected_index += n
-    if expected_index != rep.frames:
+    if not missing and expected_index != rep.frames:
         rep.errors.append(f"episodes hold {expected_index} frames, info.json says {rep.frames}")
 
-    _verify_stats(root, features, rep)
+    for rel, eps in by_data.items():
+        _verify_data(root / rel, eps, fps, len(tasks), rep)
+    if missing:  # the rows of the episodes not in meta/episodes may still be readable: say whether they are
+        for path in sorted((root / "data").rglob("chunk-*/file-*.parquet")):
+            rel = path.relative_to(root).as_posix()
+            if rel not in by_data:
+                try:
+                    pq.read_schema(path)
+                except Exception as exc:
+                    rep.errors.append(f"{rel} {unreadable_reason(path, exc)}")
+    for (key, rel), segments in by_video.items():
+        checked = check_video(root / rel, key, segments, fps, sample=decode_frames, full=full)
+        rep.errors += checked.errors
+        rep.frames_decoded += checked.frames_decoded
+
+    if not missing and not index.unreadable:
+        _verify_stats(root, features, rep)
+        referenced = index.referenced(info)
+        stray = [
+            p.relative_to(root).as_posix()
+            for sub in ("data", "videos", "meta/episodes")
+            for p in sorted((root / sub).rglob("chunk-*/file-*"))
+            if p.suffix in (".parquet", ".mp4") and p.relative_to(root).as_posix() not in referenced
+        ]
+        if stray:
+            rep.warnings.append(f"{len(stray)} file(s) of no committed episode, e.g. {stray[0]} (run repair)")
     leftovers = [p for p in root.rglob(f"*{layout.PARTIAL}")]
     if leftovers:
         rep.warnings.append(f"{len(leftovers)} leftover temporary file(s) (run repair)")
     return rep
 
 
-def _verify_video(root, info, m, key, n, fps, decode_frames, rep, where) -> None:
-    path = root / info["video_path"].format(
-        video_key=key, chunk_index=m[f"videos/{key}/chunk_index"], file_index=m[f"videos/{key}/file_index"]
-    )
-    t0 = float(m[f"videos/{key}/from_timestamp"])
-    if abs(float(m[f"videos/{key}/to_timestamp"]) - t0 - n / fps) > 1e-6:
-        rep.errors.append(f"{where}: {key} to_timestamp - from_timestamp != length / fps")
+def _verify_data(path: Path, eps: list[dict], fps: int, n_tasks: int, rep: VerifyReport) -> None:
+    """The rows of every committed episode in one data file, and no others (LeRobot loads every row of it)."""
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            times = sorted(
-                float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None and p.size > 0
-            )
-            want = t0 + np.arange(n) / fps
-            within = [t for t in times if t0 - 1e-4 <= t < t0 + (n - 0.5) / fps]
-            if len(within) != n or np.abs(np.asarray(within) - want).max() > 1e-4:
-                rep.errors.append(f"{where}: {key} has {len(within)} frames at k/fps in its range, expected {n}")
-                return
-            picks = sorted({int(i + 0.5) for i in np.linspace(0, n - 1, max(1, min(decode_frames, n)))})
-            for k in picks:
-                target = want[k]
-                container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-                found = False
-                for frame in container.decode(stream):
-                    if frame.time is None:
-                        continue
-                    if abs(frame.time - target) < 1e-4:
-                        frame.to_ndarray(format="rgb24")
-                        found = True
-                        rep.frames_decoded += 1
-                        break
-                    if frame.time > target + 1e-4:
-                        break
-                if not found:
-                    rep.errors.append(f"{where}: {key} frame {k} does not decode at t={target:.4f}s")
+        table = pq.read_table(path, columns=["timestamp", "frame_index", "episode_index", "index", "task_index"])
+    except FileNotFoundError:
+        rep.errors.append(f"{path} is missing (episodes {[e['ep'] for e in eps][:10]})")
+        return
     except Exception as exc:
-        rep.errors.append(f"{where}: {key} video unreadable ({path}): {exc!r}")
+        rep.errors.append(f"{path} {unreadable_reason(path, exc)}")
+        return
+    ep_col = table["episode_index"].to_numpy()
+    others = sorted(set(np.unique(ep_col).tolist()) - {e["ep"] for e in eps})
+    if others:
+        rep.errors.append(f"{path} holds rows of episodes {others[:10]} that are not committed (run repair)")
+    for e in eps:
+        ep, n, start = e["ep"], e["n"], e["from"]
+        rows = table.filter(ep_col == ep)
+        if rows.num_rows != n:
+            rep.errors.append(f"episode {ep}: {rows.num_rows} rows in {path}, metadata says {n}")
+            continue
+        idx = rows["index"].to_numpy()
+        order = np.argsort(idx, kind="stable")
+        fi = rows["frame_index"].to_numpy()[order]
+        ts = rows["timestamp"].to_numpy().astype(np.float64)[order]
+        if not np.array_equal(fi, np.arange(n)):
+            rep.errors.append(f"episode {ep}: frame_index is not 0..{n - 1} in {path}")
+        elif np.abs(ts - np.arange(n) / fps).max(initial=0.0) > 1e-4:
+            rep.errors.append(f"episode {ep}: timestamps are not frame_index/fps in {path}")
+        if not np.array_equal(idx[order], np.arange(start, start + n)):
+            rep.errors.append(f"episode {ep}: global index is not {start}..{start + n - 1} in {path}")
+        ti = rows["task_index"].to_numpy()
+        if ti.size and (ti.min() < 0 or ti.max() >= n_tasks):
+            rep.errors.append(f"episode {ep}: task_index out of range in {path}")
 
 
 def _verify_stats(root: Path, features: dict, rep: VerifyReport) -> None:

@@ -1,6 +1,7 @@
 """Crash-safe LeRobotDataset v3.0 writer (no torch, no LeRobot).
 
-Commit protocol for episode e (``save_episode``):
+Each saved episode gets its own files at the next free place ``chunk-C/file-F`` (``layout``), also when the dataset
+was written by LeRobot with many episodes per file. Commit protocol for episode e (``save_episode``):
   1. the camera encoders finish ``videos/<key>/chunk-C/file-F.mp4.partial`` (closed and fsynced);
   2. ``data/chunk-C/file-F.parquet.partial`` and ``meta/episodes/chunk-C/file-F.parquet.partial`` are written
      complete and fsynced;
@@ -8,8 +9,9 @@ Commit protocol for episode e (``save_episode``):
   4. ``meta/tasks.parquet``, ``meta/stats.json`` and finally ``meta/info.json`` are rewritten atomically
      (temporary + fsync + ``os.replace``). info.json's ``total_episodes`` is the commit point.
 A process killed at any moment therefore leaves every earlier episode intact and a dataset LeRobot loads. What it can
-leave behind (``*.partial`` files, or renamed files of an episode whose info.json update never happened) is ignored
-by LeRobot and removed by ``repair`` (which ``DatasetWriter.resume`` runs first).
+leave behind (``*.partial`` files, renamed files of an episode whose info.json update never happened, a
+tasks.parquet or stats.json already counting it) is ignored by LeRobot and undone by ``repair`` (which
+``DatasetWriter.resume`` runs first).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from policies.dataset import layout
-from policies.dataset.layout import CAPTURE_TIME, CAPTURE_TIME_FEATURE, DEFAULT_FEATURES
+from policies.dataset.layout import CAPTURE_TIME, CAPTURE_TIME_FEATURE, DEFAULT_FEATURES, DatasetReadError
 from policies.dataset.stats import Stats, aggregate, to_json, vector_stats
-from policies.dataset.tables import data_table, episode_meta_table, read_episode_stats
+from policies.dataset.tables import data_table, episode_meta_table, episode_stats, read_episodes
 from policies.dataset.video import DEFAULT_VCODEC, EpisodeVideoEncoder, probe_video_info
 
 
@@ -43,6 +45,7 @@ class DatasetWriter:
         g: int,
         preset: int | None,
         queue_size: int | None,
+        next_file: int | None = None,
     ):
         self.root = Path(root)
         self.repo_id = repo_id
@@ -61,6 +64,8 @@ class DatasetWriter:
         self._encoders: dict[str, EpisodeVideoEncoder] = {}
         self._frame_task: str | None = None
         self._closed = False
+        # the place (chunk-C/file-F in file order) of the next episode's files: after every file in use
+        self._next_file = int(info["total_episodes"]) if next_file is None else int(next_file)
         self.last_encode_seconds_per_frame: dict[str, float] = {}
 
     # ----------------------------------------------------------------- lifecycle
@@ -82,8 +87,13 @@ class DatasetWriter:
     ) -> DatasetWriter:
         """Start a new dataset in ``root`` (which must not exist, or be an empty directory)."""
         root = Path(root)
+        _clear_unborn(root)
+        if (root / layout.INFO_PATH).exists():
+            raise FileExistsError(
+                f"{root} already holds a dataset: add episodes with DatasetWriter.resume({str(root)!r})"
+            )
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise FileExistsError(f"{root} already exists and is not empty; use DatasetWriter.resume({str(root)!r})")
+            raise FileExistsError(f"{root} already exists, is not empty and holds no dataset (no meta/info.json)")
         if int(fps) != fps or fps <= 0:
             raise ValueError(f"fps must be a positive integer, got {fps!r}")
         feats = layout.normalize_features(features)
@@ -112,18 +122,36 @@ class DatasetWriter:
         preset: int | None = None,
         queue_size: int | None = None,
     ) -> DatasetWriter:
-        """Continue recording into an existing dataset; first removes what a killed recording left (``repair``)."""
-        from policies.dataset.verify import repair
+        """Continue recording into an existing dataset (ours or LeRobot's, any layout); first undoes what a killed
+        recording left (``repair``). The new episodes go into new files, after every file in use."""
+        from policies.dataset.repair import repair
 
         root = Path(root)
         if not (root / layout.INFO_PATH).exists():
             raise FileNotFoundError(f"{root / layout.INFO_PATH} not found: not a dataset (use DatasetWriter.create)")
-        repair(root)
         info = layout.load_info(root)
         if info.get("codebase_version") != layout.CODEBASE_VERSION:
             raise ValueError(f"{root}: codebase_version {info.get('codebase_version')!r}, this writer writes v3.0")
+        fixed = repair(root)
+        if fixed.problems:
+            raise DatasetReadError(f"cannot add episodes to {root}: " + "; ".join(fixed.problems))
+        info = layout.load_info(root)
         tasks = layout.load_tasks(root)
-        episode_stats = [read_episode_stats(root, ep, info) for ep in range(info["total_episodes"])]
+        total = int(info["total_episodes"])
+        chunks_size = int(info.get("chunks_size", layout.CHUNKS_SIZE))
+        index = read_episodes(root, total, stats=True)
+        episode_stats = [_stats_of(index.rows[ep], ep, root) for ep in range(total)]
+        next_file = total
+        for row in index.rows.values():
+            places = [(row["data/chunk_index"], row["data/file_index"])]
+            places += [
+                (row.get(f"videos/{k}/chunk_index"), row.get(f"videos/{k}/file_index"))
+                for k in layout.video_keys(info["features"])
+            ]
+            places.append((row.get("meta/episodes/chunk_index"), row.get("meta/episodes/file_index")))
+            for c, f in places:
+                if c is not None and f is not None:
+                    next_file = max(next_file, layout.position(c, f, chunks_size) + 1)
         return cls(
             root,
             info,
@@ -135,6 +163,7 @@ class DatasetWriter:
             g=g,
             preset=preset,
             queue_size=queue_size,
+            next_file=next_file,
         )
 
     def __enter__(self) -> DatasetWriter:
@@ -221,8 +250,10 @@ class DatasetWriter:
         if not task:
             raise ValueError("save_episode needs a task string (or frames carrying 'task')")
         ep = self.num_episodes
+        pos = self._next_file
         n = len(self._buffer["frame_index"])
         chunks_size = int(self.info.get("chunks_size", layout.CHUNKS_SIZE))
+        place = layout.chunk_file(pos, chunks_size)
 
         # 1. videos: wait for the encoders (they write <final>.partial, closed and fsynced)
         video_stats: dict[str, Stats] = {}
@@ -263,26 +294,26 @@ class DatasetWriter:
             "episode_index": ep,
             "tasks": [task],
             "length": n,
-            "data/chunk_index": ep // chunks_size,
-            "data/file_index": ep % chunks_size,
+            "data/chunk_index": place["chunk_index"],
+            "data/file_index": place["file_index"],
             "dataset_from_index": start,
             "dataset_to_index": start + n,
         }
         for key in self.video_keys:
-            ep_meta[f"videos/{key}/chunk_index"] = ep // chunks_size
-            ep_meta[f"videos/{key}/file_index"] = ep % chunks_size
+            ep_meta[f"videos/{key}/chunk_index"] = place["chunk_index"]
+            ep_meta[f"videos/{key}/file_index"] = place["file_index"]
             ep_meta[f"videos/{key}/from_timestamp"] = 0.0
             ep_meta[f"videos/{key}/to_timestamp"] = n / self.fps
         meta_table = episode_meta_table(ep_meta, ep_stats, self.features)
 
         # 3. files of the episode: complete, fsynced, renamed into place
-        data_path = layout.data_path(self.root, ep, chunks_size)
-        meta_path = layout.episodes_path(self.root, ep, chunks_size)
+        data_path = layout.data_path(self.root, pos, chunks_size)
+        meta_path = layout.episodes_path(self.root, pos, chunks_size)
         for path, table in ((data_path, rows), (meta_path, meta_table)):
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, layout.partial(path), compression="snappy", use_dictionary=True)
         for key, enc in self._encoders.items():
-            layout.commit_file(enc.path, layout.video_path(self.root, key, ep, chunks_size))
+            layout.commit_file(enc.path, layout.video_path(self.root, key, pos, chunks_size))
         layout.commit_file(layout.partial(data_path), data_path)
         layout.commit_file(layout.partial(meta_path), meta_path)
 
@@ -292,7 +323,7 @@ class DatasetWriter:
         features = {k: dict(v) for k, v in self.features.items()}
         for key in self.video_keys:
             if "info" not in features[key]:
-                features[key]["info"] = probe_video_info(layout.video_path(self.root, key, ep, chunks_size))
+                features[key]["info"] = probe_video_info(layout.video_path(self.root, key, pos, chunks_size))
         info.update(
             total_episodes=ep + 1,
             total_frames=start + n,
@@ -312,16 +343,17 @@ class DatasetWriter:
         self._encoders = {}
         self._buffer = None
         self._frame_task = None
+        self._next_file = pos + 1
         return ep
 
     # ----------------------------------------------------------------- internals
     def _start_episode(self) -> None:
-        ep = self.num_episodes
+        pos = self._next_file
         chunks_size = int(self.info.get("chunks_size", layout.CHUNKS_SIZE))
         self._buffer = {k: [] for k in [*self.vector_keys, "frame_index", CAPTURE_TIME]}
         self._encoders = {}
         for key in self.video_keys:
-            final = layout.video_path(self.root, key, ep, chunks_size)
+            final = layout.video_path(self.root, key, pos, chunks_size)
             self._encoders[key] = EpisodeVideoEncoder(
                 layout.partial(final),
                 key=key,
@@ -332,3 +364,25 @@ class DatasetWriter:
                 preset=self.preset,
                 queue_size=self.queue_size,
             )
+
+
+def _stats_of(row: dict[str, Any], ep: int, root: Path) -> dict[str, Stats]:
+    stats = episode_stats(row)
+    if not stats:
+        raise DatasetReadError(f"{root / row['_file']}: episode {ep} has no per-episode statistics (stats/... columns)")
+    return stats
+
+
+def _clear_unborn(root: Path) -> None:
+    """A dataset killed inside ``create`` (before its info.json was in place) holds nothing but ``meta/`` and maybe
+    ``meta/info.json.partial``: remove them so that the dataset can be created again."""
+    meta = root / "meta"
+    if not root.is_dir() or (root / layout.INFO_PATH).exists() or not meta.is_dir():
+        return
+    if any(p != meta for p in root.iterdir()):
+        return
+    leftovers = list(meta.iterdir())
+    if all(p.name == "info.json" + layout.PARTIAL and p.is_file() for p in leftovers):
+        for p in leftovers:
+            p.unlink()
+        meta.rmdir()
