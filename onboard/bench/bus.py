@@ -57,8 +57,8 @@ WIRE_LIMIT_US = {
 
 # The emulator at normal priority: boosted (real-time), it preempts the measuring process on a 2-core machine the
 # moment a packet arrives, and a SYNC_WRITE then looks ~5x slower than it is (~100 us instead of ~20 us) because
-# the caller is held while the "servos" compute, which a real bus never costs the host. The tests boost it, for
-# reliability under load, and assert no timing.
+# the caller is held while the "servos" compute, which a real bus never costs the host. Its test runs it so too
+# (default scheduling) and asserts no timing.
 EMULATOR_BOOST = False
 
 ONBOARD = "onboard FeetechBus"

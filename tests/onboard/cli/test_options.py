@@ -208,7 +208,21 @@ def test_help_works(path, capsys):
     assert capsys.readouterr().out.startswith("usage: onboard")
 
 
-CONVERTED = ("bus", "calibrate", "find", "sim", "train", "dataset", "bench", "record", "run", "rigs", "eval", "demo")
+CONVERTED = (
+    "bus",
+    "calibrate",
+    "console",
+    "find",
+    "sim",
+    "train",
+    "dataset",
+    "bench",
+    "record",
+    "run",
+    "rigs",
+    "eval",
+    "demo",
+)
 
 
 def test_every_command_module_is_converted():
