@@ -18,6 +18,15 @@ if [[ "$extras" == *dev* || "$extras" == *sim* ]] && ! ldconfig -p | grep -q "li
         echo "[setup] warning: libEGL missing; run: sudo apt-get install libegl1 libopengl0 libgl1-mesa-dri" >&2
     fi
 fi
+# The live view's browser test (tests/robot/test_liveview_browser.py) opens the page in headless Chromium (Debian's).
+if [[ "$extras" == *dev* ]] && ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "[setup] installing chromium for the live view's browser test (apt-get)"
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "[setup] warning: chromium missing (the live view's browser test skips); run: sudo apt-get install chromium" >&2
+    fi
+fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 # What the chosen extras bring, so the message matches what is installed (`demo` and `onnx` are torch-free).
