@@ -5,7 +5,9 @@ the frames somebody reads. So ``read_latest`` renders lazily: frame k is due at 
 read at a time when a frame newer than the last rendered one is due renders it then. ``t_capture`` is the sim time of
 the render; ``index`` counts frame periods since ``connect()``. Between due times a read returns the same frame (and
 the same array), so a 30 Hz camera read by a 50 Hz loop shows its age as a real one does, and ``max_age_s`` below
-one frame period raises ``StaleFrameError`` between frames.
+one frame period raises ``StaleFrameError`` between frames. A frame counts as due from half a physics step (1 ms)
+before its due time: a control loop's tick lands on the physics step nearest its deadline, which may be that much
+early, and a 30 Hz loop on a 30 fps camera gets a new frame every tick (not 2 in 3).
 
 Rendering is offscreen on the CPU (EGL by default), with shadows, reflections and multisampling off
 (``sim.twin.world.make_fast_renderer``/``render``; see shared/reference/measured-here.md). Renderers are not thread-safe
@@ -61,6 +63,7 @@ class RenderedCamera:
         self.fps = float(fps)
         self._clock = clock
         self._camera_id = model.camera(camera).id
+        self._tolerance = 0.5 * world.timestep
         self._renderer: mujoco.Renderer | None = None
         self._latest: Frame | None = None
         self._slot = -1  # the due slot (k) of the latest frame
@@ -81,7 +84,9 @@ class RenderedCamera:
         return self._clock.now() if self._clock is not None else self.world.data.time
 
     def _slot_at(self, t: float) -> int:
-        return math.floor(t * self.fps + 1e-9)
+        # within half a physics step of a due time counts as at it: a loop's tick lands on the step nearest its
+        # deadline, up to half a step early, and must still get the frame due then
+        return math.floor((t + self._tolerance) * self.fps + 1e-9)
 
     def connect(self) -> None:
         """Create the offscreen renderer (a GL context, on this thread)."""

@@ -41,7 +41,9 @@ def test_rendered_camera_frames_follow_the_sim_clock():
         for index, f in frames.items():
             assert f.rgb.shape == (96, 96, 3) and f.rgb.dtype == np.uint8
             # rendered at the first read after it was due (reads every 5 ms, on the 2 ms step nearest each read)
-            assert index / 30 - 1e-9 <= f.t_capture <= index / 30 + 0.005 + world.timestep / 2 + 1e-9
+            # (a frame counts as due from half a physics step before its due time)
+            half = world.timestep / 2
+            assert index / 30 - half - 1e-9 <= f.t_capture <= index / 30 + 0.005 + half + 1e-9
         assert frames[5].rgb.std() > 10  # a picture, not a blank
         # between due times the same frame comes back, and it ages
         clock.sleep_until(1.01)
@@ -53,6 +55,31 @@ def test_rendered_camera_frames_follow_the_sim_clock():
             cam.read_latest(max_age_s=0.002)
         assert cam.read_latest(max_age_s=0.01).index == f1.index + 1
     assert not cam.is_connected
+
+
+def test_a_30_hz_loop_gets_a_new_frame_of_a_30_fps_camera_every_tick():
+    """The loop's ticks land on the 2 ms physics step nearest each deadline k/30 s, one in three of them a step early
+    (k/30 is 0.0333.. then 0.0666..: the world stops at 0.034 then 0.066); each must still get frame k, so that a 30
+    fps simulated recording holds 30 distinct images per second (it held ~20)."""
+    from robot.loop import ControlLoop
+
+    world = World()
+    clock = SimClock(world)
+    clock.sleep(0.5)  # the loop starts between due times, as a recording's episode does
+    cam = RenderedCamera(world, "front", height=32, width=32, fps=30.0)
+    with cam:
+        seen = []
+        early = []
+        loop = ControlLoop(clock, 30.0)
+
+        def tick(t) -> None:
+            seen.append(cam.read_latest().index)
+            early.append(clock.now() < t.deadline - 1e-9)
+
+        loop.run(tick, ticks=90)
+    assert sum(early) >= 25  # the case the bug was in: ticks a step before their deadline
+    assert seen == list(range(seen[0], seen[0] + 90))  # a new frame on every one of the 90 ticks
+    assert cam.frames_rendered == 90
 
 
 def test_cameras_see_the_arm_move():
