@@ -9,9 +9,9 @@ The leader is a ``SimulatedSO101`` in its own ``World("so101")`` (the arm alone)
 torque stays off (``Arm.configure`` for a leader) and its joints are moved kinematically by its ``hand``. The expert
 watches the follower's world (privileged: cube poses, and the follower's joints) and its goals, in LeRobot units,
 become the leader's joint angles (``lerobot_to_qpos``), updated at ``rate_hz`` of the follower's simulated time (a
-post-step hook of the follower's world). The leader's world time is kept with the follower's, so its servos' clocks
-agree. Without an episode (``stop()``), the hand keeps the leader where it is (``home()`` moves it to the
-calibration pose).
+post-step hook of the follower's world); ``play(actions, fps)`` replays a recorded leader's actions instead. The
+leader's world time is kept with the follower's, so its servos' clocks agree. Without an episode (``stop()``), the
+hand keeps the leader where it is (``home()`` moves it to the calibration pose).
 """
 
 from __future__ import annotations
@@ -74,8 +74,18 @@ class ExpertLeader:
         self._next = self._t0
         self._on_step(0.0)
 
+    def play(self, actions: np.ndarray, fps: float) -> None:
+        """Replay recorded actions (LeRobot units, (N, 6)) at ``fps`` instead of the expert: the leader's joints go
+        where the recorded leader's were, from now on; the last action is held at the end."""
+        self.spec = None
+        self.expert = _Replay(actions, fps)
+        self._t0 = self.follower.world.time
+        self._next = self._t0
+        self._on_step(0.0)
+
     def stop(self) -> None:
-        self.expert = None
+        with self.sim.world.lock:
+            self.expert = None
 
     def joints_lerobot(self) -> np.ndarray:
         return qpos_to_lerobot(self.sim.joint_angles())
@@ -95,13 +105,32 @@ class ExpertLeader:
         self._next += 1.0 / self.rate_hz
         if self._next <= t:
             self._next = t + 1.0 / self.rate_hz
-        if self.expert is not None:
+        expert = self.expert
+        if expert is not None:
             joints = qpos_to_lerobot(self.follower.joint_angles())
-            goal = self.expert.act(world.data, t - self._t0, joints)
-            self.hold_angles(self.goal_to_angles(goal))
+            goal = expert.act(world.data, t - self._t0, joints)
+            with self.sim.world.lock:  # stop() from another thread (a served calibration) wins over this goal
+                if self.expert is expert:
+                    self.hold_angles(self.goal_to_angles(goal))
         self._sync_time()
 
     def close(self) -> None:
         self.stop()
         self.follower.world.remove_post_step(self._on_step)
         self.sim.close()
+
+
+class _Replay:
+    """Recorded actions in the expert's place (``act`` at time ``t`` of the episode: the action of frame
+    ``t * fps``)."""
+
+    def __init__(self, actions: np.ndarray, fps: float):
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[1] != len(JOINT_NAMES) or len(actions) == 0:
+            raise ValueError(f"actions must be (N, {len(JOINT_NAMES)}) with N >= 1, got shape {actions.shape}")
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        self.actions, self.fps = actions, float(fps)
+
+    def act(self, data: object, t: float, joints: np.ndarray) -> np.ndarray:
+        return self.actions[min(len(self.actions) - 1, max(0, int(t * self.fps + 1e-9)))]
