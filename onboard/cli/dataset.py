@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from onboard.cli.options import add_options, config_from
 
@@ -44,6 +45,14 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
     if args.dataset_cmd == "verify":
         config = config_from(args, VerifyConfig)
+        if not Path(
+            config.root
+        ).is_dir():  # a wrong path is a setup error (2), not a dataset that failed its checks (1)
+            print(
+                f"error: {config.root}: no such folder (give the dataset's root: the folder holding meta/)",
+                file=sys.stderr,
+            )
+            return 2
         report = verify(config.root, full=config.full)
         print(report)
         return 0 if report.ok else 1

@@ -62,7 +62,13 @@ def test_verify_full_and_typed_errors(tmp_path, capsys):
         assert main(["dataset", cmd, str(tmp_path / "nowhere")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "not a LeRobot v3.0 dataset" in err and "Traceback" not in err
-    assert main(["dataset", "verify", str(tmp_path / "nowhere")]) == 1
+    assert main(["dataset", "verify", str(tmp_path / "nowhere")]) == 2  # no such folder: a setup error
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path / 'nowhere'}: no such folder (give the dataset's root: the folder holding meta/)\n"
+    )
+    (tmp_path / "empty").mkdir()  # a folder that is not a dataset fails the checks (1)
+    assert main(["dataset", "verify", str(tmp_path / "empty")]) == 1
     assert "meta/info.json not found" in capsys.readouterr().out
 
 
