@@ -26,6 +26,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from policies.checkpoints import resolve_policy_folder, training_step
 from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
 from policies.text import FP32_FILE, INT8_FILE, QUANTIZATION, export_text_onnx, first_line
 
@@ -60,11 +61,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
         "text_encoder": {"file": text_file, "quantization": QUANTIZATION},
         "checkpoint": str(checkpoint),  # as given (an absolute path would leak the exporting machine's layout)
     }
-    training = _training_config(Path(checkpoint))
+    training = _training_config(resolve_policy_folder(checkpoint))
     if training is not None:
-        trainer = Path(checkpoint) / "trainer.json"
-        if trainer.is_file():
-            training["step"] = json.loads(trainer.read_text()).get("step")
+        training["step"] = training_step(checkpoint)
         manifest["training"] = training
     manifest["files"] = files_manifest(out, [POLICY_FILE, text_file, f"text/{TOKENIZER}"])
     tmp = out / ".bundle.json.tmp"
@@ -74,8 +73,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
 
 
 def _training_config(checkpoint: Path) -> dict | None:
-    """The run's train_config.json (written by `onboard train` next to checkpoints/ and last/), if it is there."""
-    for folder in (checkpoint.parent, checkpoint.parent.parent):
+    """The run's train_config.json, if it is there: in the checkpoint's own folder (``pretrained_model/``, as LeRobot
+    writes it), or in the run's folder above (the layout before, with checkpoints/<step>/ and last/)."""
+    for folder in (checkpoint, checkpoint.parent, checkpoint.parent.parent):
         path = folder / "train_config.json"
         if path.is_file():
             try:

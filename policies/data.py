@@ -10,10 +10,17 @@ plus ``episode_index`` and ``frame_index`` (int64 scalars).
 
 Everything is gathered with numpy fancy indexing from arrays built once, so ``ChunkDataset.__getitems__`` (which
 torch's DataLoader calls with a whole batch of indices) builds a batch in a few vectorised copies.
+
+Any LeRobot v3.0 dataset fits a model through a rename map (LeRobot's ``--rename_map``: dataset feature -> the name
+the model takes, e.g. ``{"observation.images.top": "observation.images.front"}``) and ``image_size``: frames are
+resized once, when decoded, to the model's input with ``resize_image`` (OpenCV's area filter, what `onboard run` does
+to a camera frame), so a 640x480 camera costs what a 96x96 one does after decoding. ``check_dataset_fits`` reads only
+meta/info.json and says what is missing, listing the dataset's cameras and what the model needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,47 +30,32 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from policies.dataset.reader import EpisodeReader
-from policies.errors import DatasetFolderError
-
-STATE = "observation.state"
-ACTION = "action"
-DATASET_HOLDS = (
-    "a LeRobot v3.0 dataset folder holds meta/info.json, meta/tasks.parquet, meta/episodes/, data/ and videos/ "
-    "(what `onboard record` and lerobot-record write)"
+from policies.features import (  # noqa: F401  (check_dataset_folder: imported from here too)
+    ACTION,
+    IMAGES,
+    STATE,
+    check_dataset_fits,
+    check_dataset_folder,
+    model_names,
+    resize_image,
 )
 
 
-def check_dataset_folder(root: str | Path) -> Path:
-    """``root`` if it looks like a LeRobot v3.0 dataset (a folder with a readable meta/info.json); a
-    ``DatasetFolderError`` naming it and saying what a dataset folder holds otherwise. Cheap: reads one JSON file."""
-    import json
-
-    root = Path(root)
-    if not root.exists():
-        raise DatasetFolderError(f"dataset {root} does not exist; {DATASET_HOLDS}")
-    if not root.is_dir():
-        raise DatasetFolderError(f"dataset {root} is a file, not a folder; {DATASET_HOLDS}")
-    info = root / "meta" / "info.json"
-    if not info.is_file():
-        raise DatasetFolderError(f"{root} is not a dataset (no meta/info.json); {DATASET_HOLDS}")
-    try:
-        data = json.loads(info.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise DatasetFolderError(
-            f"{info} is not valid JSON: the dataset is damaged (`onboard dataset repair`)"
-        ) from None
-    if not isinstance(data, dict) or "features" not in data:
-        raise DatasetFolderError(f"{info} has no features: not a LeRobot v3.0 dataset; {DATASET_HOLDS}")
-    return root
+def _image_hw(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    return (int(size), int(size)) if isinstance(size, int | np.integer) else (int(size[0]), int(size[1]))
 
 
 class ChunkDataset(Dataset):
     """Frames of a dataset as training items with a T-step action chunk (see the module docstring).
 
-    ``image_keys``: cameras to return (default: all of the dataset's). ``cache=True`` decodes every frame of those
-    cameras once into memory (as (N, 3, H, W) uint8; ~27 KB a frame at 96x96); ``cache=False`` decodes an episode
-    when one of its frames is asked for and keeps only the last few episodes. ``episodes`` restricts the items to a
-    subset (e.g. a train/validation split).
+    ``image_keys``: cameras to return, by the names the model takes (default: all of the dataset's). ``rename``:
+    dataset feature -> model name (``parse_rename_map``); ``state_key`` and ``action_key`` are model names too.
+    ``image_size``: (H, W) (or one side of a square) every frame is resized to (``resize_image``); None keeps the
+    dataset's. ``cache=True`` decodes every frame of those cameras once into memory (as (N, 3, H, W) uint8; ~27 KB a
+    frame at 96x96); ``cache=False`` decodes an episode when one of its frames is asked for and keeps only the last
+    few episodes. ``episodes`` restricts the items to a subset (e.g. a train/validation split).
     """
 
     def __init__(
@@ -77,22 +69,35 @@ class ChunkDataset(Dataset):
         episodes: list[int] | None = None,
         state_key: str = STATE,
         action_key: str = ACTION,
+        rename: Mapping[str, str] | None = None,
+        image_size: int | tuple[int, int] | None = None,
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if image_dtype not in ("uint8", "float32"):
             raise ValueError(f"image_dtype must be 'uint8' or 'float32', got {image_dtype!r}")
         if not isinstance(reader, EpisodeReader):
-            reader = EpisodeReader(reader, cache_frames=True if cache else 4)
+            # cache=True keeps its own (resized) copies, so the reader keeps none; else the last few episodes
+            reader = EpisodeReader(reader, cache_frames=False if cache else 4)
         self.reader = reader
         self.chunk_size = int(chunk_size)
-        self.image_keys = list(reader.camera_keys if image_keys is None else image_keys)
-        unknown = [k for k in self.image_keys if k not in reader.camera_keys]
-        if unknown:
-            raise KeyError(f"unknown cameras {unknown}; this dataset has {reader.camera_keys}")
+        self.rename = dict(rename or {})
+        names = model_names(reader.features, self.rename)  # model name -> dataset feature
+        cameras = [self.rename.get(k, k) for k in reader.camera_keys]
+        self.image_keys = list(cameras if image_keys is None else image_keys)
+        if any(k not in cameras for k in self.image_keys):
+            check_dataset_fits(
+                reader.root,
+                cameras=[k.removeprefix(IMAGES) for k in self.image_keys],
+                rename=self.rename,
+                features=reader.features,
+            )
+        self.source = {k: names[k] for k in (*self.image_keys, state_key, action_key) if k in names}
+        self.image_size = _image_hw(image_size)
         self.image_dtype = image_dtype
         self.cache = cache
         self.state_key, self.action_key = state_key, action_key
+        state_key, action_key = self.source.get(state_key, state_key), self.source.get(action_key, action_key)
         self.episode_ids = list(range(reader.num_episodes)) if episodes is None else list(episodes)
         if not self.episode_ids:
             raise ValueError("no episodes to read")
@@ -112,13 +117,15 @@ class ChunkDataset(Dataset):
         self._frames: dict[str, np.ndarray] = {}
         if cache:
             for key in self.image_keys:
-                h, w, _ = reader.camera_shape(key)
+                h, w = self.frame_size(key)
                 self._frames[key] = np.empty((n, 3, h, w), dtype=np.uint8)
 
             def fill(job: tuple[int, str]) -> None:
                 pos, key = job
-                frames = reader.frames(self.episode_ids[pos], key)
-                self._frames[key][self.starts[pos] : self.ends[pos]] = frames.transpose(0, 3, 1, 2)
+                frames = reader.frames(self.episode_ids[pos], self.source[key])
+                rows = self._frames[key][self.starts[pos] : self.ends[pos]]
+                for i, rgb in enumerate(frames):  # one at a time: a resized copy of a whole episode is never made
+                    rows[i] = resize_image(rgb, self.frame_size(key)).transpose(2, 0, 1)
 
             jobs = [(pos, key) for pos in range(len(eps)) for key in self.image_keys]
             with ThreadPoolExecutor(reader.decode_threads) as pool:
@@ -127,6 +134,19 @@ class ChunkDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.state)
+
+    def frame_size(self, key: str) -> tuple[int, int]:
+        """(H, W) of the frames of camera ``key`` (a model name) in the items."""
+        if self.image_size is not None:
+            return self.image_size
+        h, w, _ = self.reader.camera_shape(self.source[key])
+        return h, w
+
+    def normalization_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """``normalization_stats`` of this dataset's state and action, under the model's names."""
+        keys = (self.source.get(self.state_key, self.state_key), self.source.get(self.action_key, self.action_key))
+        stats = normalization_stats(self.reader, keys)
+        return {STATE: stats[keys[0]], ACTION: stats[keys[1]]}
 
     # ----------------------------------------------------------------- batched gather
     def _gather(self, rows: np.ndarray) -> dict[str, Any]:
@@ -151,11 +171,11 @@ class ChunkDataset(Dataset):
         if key in self._frames:
             imgs = self._frames[key][rows]
         else:
-            h, w, _ = self.reader.camera_shape(key)
+            h, w = self.frame_size(key)
             imgs = np.empty((len(rows), 3, h, w), dtype=np.uint8)
             for i, (row, pos) in enumerate(zip(rows, ep_pos, strict=True)):
-                frames = self.reader.frames(self.episode_ids[pos], key)
-                imgs[i] = frames[row - self.starts[pos]].transpose(2, 0, 1)
+                frames = self.reader.frames(self.episode_ids[pos], self.source[key])
+                imgs[i] = resize_image(frames[row - self.starts[pos]], (h, w)).transpose(2, 0, 1)
         out = torch.from_numpy(imgs)
         return out.float().div_(255.0) if self.image_dtype == "float32" else out
 

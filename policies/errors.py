@@ -18,9 +18,15 @@ class DatasetFolderError(PolicyError, ValueError):
     """A folder given as a dataset is not one (missing, a file, no meta/info.json); the message names it."""
 
 
+class DatasetFeaturesError(PolicyError, ValueError):
+    """A dataset lacks what the model takes (a camera, the state, the action, or one of another size); the message
+    lists what the dataset has and what the model needs, and how to map one onto the other (``--rename_map``)."""
+
+
 # What `--policy.path` accepts, for messages about a folder that is none of these.
 POLICY_FOLDERS = (
     "an ONNX bundle (bundle.json, vla.onnx, text/: what `onboard export` writes), a LeRobot checkpoint (a "
     "`pretrained_model/` folder: config.json with a policy type, model.safetensors), or an onboard VLA checkpoint "
-    "(config.json, model.safetensors, stats.json: what `onboard train` writes under checkpoints/ and last/)"
+    "(config.json, model.safetensors, stats.json: what `onboard train` writes in "
+    "checkpoints/<step>/pretrained_model/); a training run's folder or its checkpoints/last stands for its newest"
 )

@@ -10,6 +10,10 @@ LeRobot ``config.json`` with a ``"type"`` -> "lerobot" (``policies.lerobot_polic
 lerobot); anything else -> "vla", our torch VLA checkpoint (``policies.vla.policy.VLAPolicy``). Backends are imported
 only when chosen, so an install without torch runs a bundle. The app registers kinds that robot/ cannot build itself:
 onboard/eval registers "expert", the scripted expert, which needs the simulation (``on_robot=False``, no folder).
+
+A folder is first resolved as LeRobot's training layout says (``policies.checkpoints.resolve_policy_folder``): a
+training run's folder (ours or `lerobot-train`'s), its ``checkpoints/last``, ``checkpoints/000050`` and
+``.../pretrained_model`` all load the policy in the ``pretrained_model/`` they stand for.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.base import Policy
+from policies.checkpoints import resolve_policy_folder
 from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
 from policies.lerobot_policy import is_lerobot_checkpoint
 from robot.errors import RobotError
@@ -88,25 +93,19 @@ class LoadedPolicy:
 
 
 def policy_kind(path: str | Path) -> str:
-    """The kind of a policy folder: the first registered kind whose ``detect`` accepts it, else ``DEFAULT_KIND``
-    (module doc)."""
-    folder = Path(path)
-    if not folder.exists():
-        raise PolicyFileMissingError(f"--policy.path {folder} does not exist")
-    if not folder.is_dir():
-        raise PolicyLoadError(f"--policy.path {folder} is a file, not a policy folder; pass {POLICY_FOLDERS}")
+    """The kind of a policy folder (after ``resolve_policy_folder``): the first registered kind whose ``detect``
+    accepts it, else ``DEFAULT_KIND`` (module doc)."""
+    given = Path(path)
+    if not given.exists():
+        raise PolicyFileMissingError(f"--policy.path {given} does not exist")
+    if not given.is_dir():
+        raise PolicyLoadError(f"--policy.path {given} is a file, not a policy folder; pass {POLICY_FOLDERS}")
+    folder = resolve_policy_folder(given)
     for kind in _KINDS.values():
         if kind.detect is not None and kind.detect(folder):
             return kind.name
     if not (folder / "config.json").is_file():
-        hint = ""
-        if (folder / "pretrained_model" / "config.json").is_file():
-            hint = f" (LeRobot's checkpoint is in {folder / 'pretrained_model'})"
-        elif (folder / "last" / "config.json").is_file():
-            hint = f" (the run's latest checkpoint is {folder / 'last'})"
-        raise PolicyFileMissingError(
-            f"--policy.path {folder} has no bundle.json or config.json{hint}; pass {POLICY_FOLDERS}"
-        )
+        raise PolicyFileMissingError(f"--policy.path {folder} has no bundle.json or config.json; pass {POLICY_FOLDERS}")
     return DEFAULT_KIND
 
 
@@ -149,6 +148,8 @@ def load_policy(
         if path is None:
             raise ValueError("load_policy needs a policy folder or a kind")
         kind = policy_kind(path)
+    if path is not None:
+        path = resolve_policy_folder(path)
     entry = get_policy_kind(kind)
     policy = entry.load(path, threads=threads, **options)
     return describe(policy, kind, None if path is None else str(path))
@@ -202,4 +203,9 @@ register_policy_kind(
         help="a LeRobot checkpoint (ACT, Diffusion, SmolVLA, ...): a config.json with a policy type",
     )
 )
-register_policy_kind(PolicyKind("vla", _load_vla, help="our torch VLA checkpoint (needs torch)"))
+# exact_size: `onboard run` resizes a camera frame for it as training resized the dataset's (policies.features)
+register_policy_kind(
+    PolicyKind(
+        "vla", _load_vla, exact_size=True, help="our torch VLA checkpoint (torch): a run's folder or a checkpoint"
+    )
+)

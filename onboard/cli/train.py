@@ -1,9 +1,12 @@
 """`onboard train` (the small VLA on LeRobot v3.0 datasets) and `onboard export` (a checkpoint -> an ONNX bundle).
 
-`train`'s options are policies.train_config.TrainConfig's fields (``--steps``, ``--augment.shift``,
-``--model.chunk_size``, ...) plus what only the command does: evaluate in simulation (``--eval.*``), turn
-``--augment.paraphrase`` into the training phrasings, resume a run. The trainer logs its progress lines through
-``logging``; the command shows them on stdout.
+`train`'s options are policies.train_config.TrainConfig's fields, spelled as LeRobot's `lerobot-train` spells them
+(``--dataset.repo_id``, ``--dataset.root``, ``--rename_map``, ``--steps``, ``--batch_size``, ``--save_freq``,
+``--policy.device``, ...; ``--augment.shift``, ``--model.chunk_size`` are ours), plus what only the command does:
+evaluate in simulation every ``--eval_freq`` steps (``--eval.*``), turn ``--augment.paraphrase`` into the training
+phrasings, resume a run. The trainer logs its progress lines through ``logging``; the command shows them on stdout.
+Every command that takes a checkpoint (``export --checkpoint``, ``--init_from``, run/eval/demo ``--policy.path``)
+takes the run's folder, ``checkpoints/last``, ``checkpoints/000050`` or its ``pretrained_model/``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from policies.train_config import TrainConfig
 
 @dataclass(frozen=True)
 class TrainEval:
-    """The periodic evaluation in simulation (every ``--eval_every`` steps)."""
+    """The periodic evaluation in simulation (every ``--eval_freq`` steps): the checkpoint on ``n`` simulated
+    episodes of ``task`` (validation seeds from 50000), its success rate in the log."""
 
-    n: int = field(default=10, metadata={"help": "episodes per evaluation"})
+    n: int = field(default=10, metadata={"help": "episodes per evaluation", "aliases": ("--eval.n_episodes",)})
     task: str = field(default="pick", metadata={"help": "task to evaluate (touch, pick, place)"})
 
 
@@ -44,14 +48,20 @@ class TrainCommand:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    checkpoint: str = field(metadata={"help": "checkpoint folder (e.g. runs/vla/last)"})
+    checkpoint: str = field(
+        metadata={
+            "help": "a training run's folder (its newest checkpoint), its checkpoints/last, checkpoints/<step> or "
+            "pretrained_model/"
+        }
+    )
     output_dir: str = field(metadata={"help": "bundle folder"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train the small VLA on LeRobot v3.0 datasets (CPU; checkpoints, resume, periodic evaluation in sim)",
+        help="train the small VLA on LeRobot v3.0 datasets (CPU or --policy.device=cuda; LeRobot's checkpoint layout, "
+        "resume, periodic evaluation in sim)",
     )
     add_options(p, TrainConfig)
     add_options(p, TrainCommand)
@@ -86,8 +96,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         from sim.tasks import paraphrase_groups
 
         cfg = replace(cfg, augment=replace(cfg.augment, paraphrases=paraphrase_groups("train")))
+    if not cfg.output_dir:
+        if command.resume:
+            print("error: --resume continues the run in --output_dir: name it", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, output_dir=str(cfg.default_output_dir()))
     evaluate = None
-    if cfg.eval_every:
+    if cfg.eval_freq:
 
         def evaluate(checkpoint, step):
             from onboard.eval.episodes import evaluate_checkpoint
@@ -103,14 +118,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                 seed0=50_000,
             )
 
+    from policies.checkpoints import LAST_LINK, PRETRAINED_DIR
     from policies.train import train
 
     try:
         with _progress_on_stdout("policies.train"):
-            train(cfg, resume=command.resume, evaluate=evaluate)
+            checkpoint = train(cfg, resume=command.resume, evaluate=evaluate)
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(f"policy: {checkpoint / PRETRAINED_DIR} (the newest is always {checkpoint.parent / LAST_LINK})")
     return 0
 
 
@@ -118,7 +135,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from policies.bundle import export_bundle
 
     cfg = config_from(args, ExportConfig)
-    out = export_bundle(cfg.checkpoint, cfg.output_dir)
+    out = export_bundle(cfg.checkpoint, cfg.output_dir)  # resolves a run's folder or checkpoints/last
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     print(f"bundle written to {out} ({size:.1f} MB); run it with policies.onnx_policy.OnnxVLAPolicy (no torch)")
     return 0

@@ -6,7 +6,8 @@
 
 Each file is written to a temporary name and renamed into place, so a crash never leaves a half-written file.
 ``load_checkpoint`` checks the folder first (``check_checkpoint``): a missing, damaged or mismatched file is a
-``policies.errors.PolicyLoadError`` naming it.
+``policies.errors.PolicyLoadError`` naming it. Both take any folder ``policies.checkpoints.resolve_policy_folder``
+takes: a run's output dir, ``checkpoints/last``, ``checkpoints/000050`` or its ``pretrained_model/``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from policies.checkpoints import resolve_policy_folder
 from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
 from policies.text import first_line
 from policies.vla.config import VLAConfig
@@ -70,7 +72,7 @@ def _read_json(path: Path) -> Any:
 def check_checkpoint(path: str | Path) -> tuple[VLAConfig, dict[str, Any]]:
     """(config, raw stats) of the VLA checkpoint in ``path``, after checking its files (``PolicyLoadError``, naming
     the file, for a folder that is missing, not a checkpoint, or has a missing or damaged file)."""
-    path = Path(path)
+    path = resolve_policy_folder(path)
     if not path.exists():
         raise PolicyFileMissingError(f"checkpoint {path} does not exist")
     if not path.is_dir():
@@ -101,7 +103,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
 
     from policies.vla.model import VLA
 
-    path = Path(path)
+    path = resolve_policy_folder(path)
     config, raw = check_checkpoint(path)
     stats = {k: {s: np.asarray(v) for s, v in d.items()} for k, d in raw.items()}
     model = VLA(config)

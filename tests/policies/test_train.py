@@ -1,4 +1,5 @@
-"""`onboard train` on a tiny dataset: steps, checkpoints (safetensors + JSON), resume, a usable model."""
+"""`onboard train` on a tiny dataset: steps, checkpoints in LeRobot's layout (safetensors + JSON), resume, a usable
+model."""
 
 import json
 from pathlib import Path
@@ -49,14 +50,18 @@ def test_train_checkpoints_and_resumes(tmp_path):
     data = make_dataset(tmp_path / "ds")
     out = tmp_path / "run"
     cfg = TrainConfig(
-        datasets=(str(data),), output_dir=str(out), steps=6, batch_size=4, save_every=3, warmup_steps=2, model=SMALL
+        datasets=(str(data),), output_dir=str(out), steps=6, batch_size=4, save_freq=3, warmup_steps=2, model=SMALL
     )
     logs: list[str] = []
     last = train(cfg, log=logs.append, progress=False)
-    assert last.name == "6" and (out / "last" / "model.safetensors").is_file()
-    assert (out / "checkpoints" / "3" / "optimizer.safetensors").is_file()
+    assert last == out / "checkpoints" / "000006"
+    assert (out / "checkpoints" / "last").resolve() == last.resolve()
+    assert (out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
+    state = out / "checkpoints" / "000003" / "training_state"
+    assert (state / "optimizer_state.safetensors").is_file()
+    assert json.loads((state / "training_step.json").read_text()) == {"step": 3}
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))  # no pickle anywhere
-    model, config, stats = load_checkpoint(out / "last")
+    model, config, stats = load_checkpoint(out / "checkpoints" / "last")
     assert config == SMALL and set(stats) >= {"observation.state", "action"}
     chunk = model.predict_chunk(
         {
@@ -72,7 +77,7 @@ def test_train_checkpoints_and_resumes(tmp_path):
         train(cfg, log=logs.append, progress=False)
     longer = TrainConfig(**{**cfg.__dict__, "steps": 9})
     last = train(longer, resume=True, log=logs.append, progress=False)
-    assert last.name == "9"
+    assert last.name == "000009" and (out / "checkpoints" / "last").resolve() == last.resolve()
     assert any("resuming at step 6" in line for line in logs)
     assert json.loads((out / "losses.json").read_text())["step_end"] == 9
 
@@ -85,8 +90,8 @@ def test_eval_callback_is_called_with_a_checkpoint(tmp_path):
         output_dir=str(tmp_path / "run"),
         steps=4,
         batch_size=2,
-        save_every=100,
-        eval_every=2,
+        save_freq=100,
+        eval_freq=2,
         warmup_steps=1,
         model=SMALL,
     )
@@ -96,7 +101,7 @@ def test_eval_callback_is_called_with_a_checkpoint(tmp_path):
         progress=False,
         log=lambda _: None,
     )
-    assert seen == [("2", 2), ("4", 4)]
+    assert seen == [("000002", 2), ("000004", 4)]
 
 
 def test_trained_checkpoint_behind_the_policy_seam(tmp_path):
@@ -189,14 +194,14 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
     train(base, log=lambda _: None, progress=False)
     logs: list[str] = []
     # lr 0: the fine-tuning run changes nothing, so its checkpoint must be the one it started from
-    start = str(tmp_path / "a" / "last")
+    start = str(tmp_path / "a" / "checkpoints" / "last")
     changes = {"output_dir": str(tmp_path / "b"), "init_from": start, "lr": 0.0, "steps": 2}
     tuned = TrainConfig(**{**base.__dict__, **changes})
     train(tuned, log=logs.append, progress=False)
     assert any("weights and normalisation statistics from" in line for line in logs)
     assert any("starting step 0" in line for line in logs)  # a new run: its own schedule and optimizer
-    a, _, stats_a = load_checkpoint(tmp_path / "a" / "last")
-    b, _, stats_b = load_checkpoint(tmp_path / "b" / "last")
+    a, _, stats_a = load_checkpoint(tmp_path / "a")  # a run's folder stands for its newest checkpoint
+    b, _, stats_b = load_checkpoint(tmp_path / "b")
     assert np.array_equal(stats_a["action"]["mean"], stats_b["action"]["mean"])  # the normalisation came along
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert np.array_equal(pa.numpy(), pb.numpy()), name
