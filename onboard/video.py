@@ -1,10 +1,11 @@
-"""Videos of simulated episodes: ``VideoEnv`` records the front and wrist views of an env side by side at a readable
-size (not the policy's small input images); ``write_mp4`` writes RGB frames to an MP4 that any player opens (H.264
-via PyAV, no system FFmpeg needed)."""
+"""Videos of simulated episodes, for people: ``VideoEnv`` films an env with the scene's viewing camera (``overview``,
+rendered at 640x480 only while a video is being recorded) beside the policy's own camera images (the observation's
+``observation.images.*``: what the policy saw, at its size, enlarged by whole pixels); ``write_mp4`` writes RGB frames
+to an MP4 that any player opens (H.264 via PyAV, no system FFmpeg needed)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,11 @@ from sim.twin.cameras import RenderedCamera
 
 if TYPE_CHECKING:
     from sim.envs.env import SO101Env
+
+VIEW_CAMERA = "overview"  # scene.xml: in front of the arm and to its left; no policy sees it
+VIEW_HEIGHT = 480  # the viewing camera's height (px); its width is 4/3 of it (640x480)
+IMAGE_PREFIX = "observation.images."
+BACKGROUND = 24  # grey level under and between the policy's views
 
 
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0, *, crf: int = 23) -> Path:
@@ -48,39 +54,71 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0,
     return path
 
 
-class VideoEnv:
-    """``env`` with two extra cameras (front and wrist, larger than the policy's) read after every reset and step
-    while ``recording``; ``frames`` holds the side-by-side views."""
+def _fit(image: np.ndarray, height: int) -> np.ndarray:
+    """``image`` at most ``height`` px tall: enlarged by the largest whole factor that fits (each pixel a k x k
+    block, as the policy saw it), or reduced (nearest pixel) when it is taller than ``height``."""
+    h, w = image.shape[:2]
+    if h <= height:
+        k = height // h
+        return image if k == 1 else np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+    out_w = max(1, w * height // h)
+    return image[(np.arange(height) * h) // height][:, (np.arange(out_w) * w) // out_w]
 
-    def __init__(self, env: SO101Env, size: int):
+
+def compose(view: np.ndarray, images: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One video frame: ``view`` (HxWx3) on the left, the policy's ``images`` stacked top to bottom on the right
+    (each fitted into an equal share of the height by ``_fit``), spaced evenly on a dark background."""
+    height = view.shape[0]
+    if not images:
+        return view
+    tiles = [_fit(np.asarray(img, np.uint8), height // len(images)) for img in images.values()]
+    width = max(t.shape[1] for t in tiles)
+    column = np.full((height, width, 3), BACKGROUND, np.uint8)
+    gap = (height - sum(t.shape[0] for t in tiles)) // (len(tiles) + 1)
+    y = gap
+    for tile in tiles:
+        h, w = tile.shape[:2]
+        column[y : y + h, :w] = tile[..., :3] if tile.ndim == 3 else tile[..., None]
+        y += h + gap
+    return np.concatenate([view, column], axis=1)
+
+
+class VideoEnv:
+    """``env`` filmed: after every reset and step while ``recording``, ``frames`` gets one frame, the viewing camera
+    (``camera``, ``height`` px tall, 4:3) beside the observation's camera images (``compose``). The viewing camera's
+    renderer is made on the first recorded frame and renders only for recorded frames, so an env that records no
+    video pays nothing for it."""
+
+    def __init__(self, env: SO101Env, height: int = VIEW_HEIGHT, *, camera: str = VIEW_CAMERA):
         self.env = env
-        self.front = RenderedCamera(
-            env.world, "front", name="eval_front", height=size, width=size * 4 // 3, fps=env.fps
+        base = self.unwrapped
+        self.view = RenderedCamera(
+            base.world, camera, name="video_view", height=height, width=height * 4 // 3, fps=base.fps
         )
-        self.wrist = RenderedCamera(env.world, "wrist", name="eval_wrist", height=size, width=size, fps=env.fps)
-        self.front.connect()
-        self.wrist.connect()
         self.recording = False
         self.frames: list[np.ndarray] = []
 
     @property
     def unwrapped(self) -> SO101Env:
-        return self.env
+        return self.env.unwrapped if hasattr(self.env, "unwrapped") else self.env
 
-    def _grab(self) -> None:
-        if self.recording:
-            self.frames.append(np.concatenate([self.front.read_latest().rgb, self.wrist.read_latest().rgb], axis=1))
+    def _grab(self, obs: Mapping) -> None:
+        if not self.recording:
+            return
+        if not self.view.is_connected:
+            self.view.connect()
+        images = {k[len(IMAGE_PREFIX) :]: v for k, v in obs.items() if k.startswith(IMAGE_PREFIX)}
+        self.frames.append(compose(self.view.read_latest().rgb, images))
 
     def reset(self, **kwargs):
         out = self.env.reset(**kwargs)
-        self._grab()
+        self._grab(out[0])
         return out
 
     def step(self, action):
         out = self.env.step(action)
-        self._grab()
+        self._grab(out[0])
         return out
 
     def close(self) -> None:
-        self.front.disconnect()
-        self.wrist.disconnect()
+        self.view.disconnect()

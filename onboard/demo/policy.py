@@ -6,8 +6,9 @@ One episode on the mirrored stack (``SO101Env``: MuJoCo twin, emulated servos, t
 bundle (``policies.onnx_policy.OnnxVLAPolicy``: onnxruntime, no torch) behind the runtime's ``AsyncRunner``
 (``onboard.eval.episodes.run_episode_with_runner``; emulated inference latency on the sim clock, 0 ms by default). The
 policy and the runner come from factories (by default ``onboard.eval.factories.policy_and_size`` with kind "onnx",
-and ``make_runner``). The episode is written as a video (front and wrist views side by side) and the run is
-summarised: success and time to success, wall time, inference latency.
+and ``make_runner``). The episode is written as a video and the run is summarised:
+success and time to success, wall time, inference latency. The video shows the scene's viewing camera (``overview``,
+640x480, rendered only for the video) beside the policy's own camera images (``onboard.video.VideoEnv``).
 
 The policy gets the instruction exactly as typed. The simulator, though, must know which task and cube to judge
 success by: ``judge_instruction`` guesses them from keywords (a colour word; box/tray/bin/basket/container: place;
@@ -91,6 +92,11 @@ class _TimedPolicy:
         return chunk
 
 
+def _video_what(recorder: VideoEnv, size: int) -> str:
+    view = recorder.view
+    return f"{view.camera} camera {view.width}x{view.height} beside the policy's {size}x{size} front and wrist views"
+
+
 def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else math.nan
 
@@ -106,7 +112,7 @@ def run_policy_demo(
     latency: str | float | None = None,
     task: str | None = None,
     color: str | None = None,
-    video_size: int = 240,
+    video_size: int = 480,
     threads: int | None = 2,
     log=print,
 ) -> dict[str, Any]:
@@ -158,7 +164,7 @@ def run_policy_demo(
         f"inference: {len(ms)} chunks, p50 {_pct(ms, 50):.1f} ms, p95 {_pct(ms, 95):.1f} ms "
         f"(wall time of each onnxruntime call)"
     )
-    log(f"video: {video} (front and wrist views)")
+    log(f"video: {video} ({_video_what(recorder, size)})")
     return {
         "instruction": instruction,
         "task": judged_task,

@@ -61,7 +61,10 @@ class EvalConfig:
         },
     )
     videos: int = field(default=0, metadata={"help": "write videos of the first N episodes"})
-    video_size: int = field(default=240, metadata={"help": "height of the video views (px)", "cli": False})
+    video_size: int = field(
+        default=480,
+        metadata={"help": "height of the viewing camera in videos (px; 4:3), beside the policy's views", "cli": False},
+    )
     output_dir: str = field(default="outputs/eval", metadata={"help": "report.json, summary.png, videos/"})
     horizon: int = field(default=30, metadata={"help": "expert only: the chunk length", "cli": False})
     num_envs: int = field(default=1, metadata={"help": "environments, each in its own process (1: one, in-process)"})

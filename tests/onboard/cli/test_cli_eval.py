@@ -47,7 +47,7 @@ def test_eval_expert_writes_report_plot_and_video(tmp_path, capsys):
     assert len(videos) == 1 and report["episodes"][0]["video"] == "videos/episode_000.mp4"
     with av.open(str(videos[0])) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    assert frames[0].shape == (240, 560, 3)  # front and wrist side by side
+    assert frames[0].shape == (480, 640 + 192, 3)  # the overview camera beside the policy's 96 px views
     assert len(frames) == report["episodes"][0]["ticks"] + 1
 
 

@@ -97,9 +97,10 @@ def test_demo_picks_with_the_shipped_bundle_without_torch(tmp_path):
     assert sim_s == pytest.approx(t_success, abs=1.5 / hz)  # the episode ends when the cube is up
     chunks, p50, p95 = line(r"^inference: (\d+) chunks, p50 ([\d.]+) ms, p95 ([\d.]+) ms").groups()
     assert 0 < int(chunks) <= ticks and 0 < float(p50) <= float(p95)  # the bundle chose the actions
-    assert line(r"^video: (\S+) \(front and wrist views\)$")[1] == str(video)
+    shown = r"^video: (\S+) \(overview camera 640x480 beside the policy's 96x96 front and wrist views\)$"
+    assert line(shown)[1] == str(video)
     with av.open(str(video)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == ticks + 1  # the reset frame and one per control tick
-    assert frames[0].shape == (240, 560, 3)  # front (4:3) and wrist, side by side
+    assert frames[0].shape == (480, 640 + 192, 3)  # the overview camera beside the 96 px views, enlarged 2x
     assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 1.0  # the arm moved
