@@ -83,7 +83,7 @@ class FollowerRig:
             "flag": "--robot.cameras",
             "metavar": "SPEC",
             "help": f"real arm cameras, LeRobot's syntax: {CAMERA_EXAMPLE} (JSON works too); `onboard find cameras` "
-            "lists them",
+            "lists them; `{front: {type: sim, name: front}}` reads a camera `onboard sim serve` publishes",
         },
     )
     sim: SimTeleopOptions = field(default_factory=SimTeleopOptions)
@@ -113,7 +113,8 @@ def rig_from_args(args: argparse.Namespace) -> Rig:
 
 
 def parse_cameras(spec: str | None) -> dict:
-    """``--robot.cameras`` (LeRobot's flow-style mapping, or JSON) -> {name: OpenCVCamera} (not connected)."""
+    """``--robot.cameras`` (LeRobot's flow-style mapping, or JSON) -> {name: camera} (not connected): ``type: opencv``
+    (the default) or ``type: sim`` (``_camera``)."""
     if not spec:
         return {}
     try:
@@ -128,19 +129,33 @@ def parse_cameras(spec: str | None) -> dict:
         raise RobotError(f"--robot.cameras is not a mapping I can read ({exc}); example: {CAMERA_EXAMPLE}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise RobotError(f"--robot.cameras must map camera names to settings, e.g. {CAMERA_EXAMPLE}")
-    from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
-
     cameras = {}
     for name, cfg in data.items():
         cfg = dict(cfg)
         kind = cfg.pop("type", "opencv")
-        if kind != "opencv":
-            raise RobotError(f"camera {name!r}: type {kind!r} is not supported yet (opencv is)")
+        if kind not in CAMERA_TYPES:
+            raise RobotError(f"camera {name!r}: type {kind!r} is not supported yet ({' and '.join(CAMERA_TYPES)} are)")
         try:
-            cameras[str(name)] = OpenCVCamera(OpenCVCameraConfig(**cfg), name=str(name))
+            cameras[str(name)] = _camera(kind, str(name), cfg)
         except (TypeError, ValueError) as exc:
             raise RobotError(f"camera {name!r}: {exc}") from exc
     return cameras
+
+
+CAMERA_TYPES = ("opencv", "sim")
+
+
+def _camera(kind: str, name: str, cfg: dict):
+    """One camera of --robot.cameras: ``opencv`` (a device or video file) or ``sim`` (a camera `onboard sim serve`
+    publishes: ``name`` is the published name, default the key; optional ``width``/``height``/``fps`` are checked
+    against what is served)."""
+    if kind == "sim":
+        from hardware.shm_camera import ShmCamera
+
+        return ShmCamera(str(cfg.pop("name", name)), name=name, **cfg)
+    from hardware.opencv_camera import OpenCVCamera, OpenCVCameraConfig
+
+    return OpenCVCamera(OpenCVCameraConfig(**cfg), name=name)
 
 
 def arm_calibration_path(args: argparse.Namespace, prefix: str) -> Path | None:

@@ -4,7 +4,9 @@ the expert's success rates (expert)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,10 +48,47 @@ class ServedArm:
 
 
 @dataclass(frozen=True)
+class ServedCameras:
+    prefix: str = field(
+        default="",
+        metadata={
+            "help": "publish the cameras as PREFIX.front and PREFIX.wrist instead of front and wrist (a second served "
+            "twin needs one)"
+        },
+    )
+    width: int = field(
+        default=96, metadata={"help": "camera px (96x96: the bundled policy's; 640x480: a USB camera's)"}
+    )
+    height: int = field(default=96, metadata={"help": "camera px"})
+    fps: float = field(default=30.0, metadata={"help": "frames per second, rendered in real time"})
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or not 0 < self.fps <= 240:
+            raise ValueError("--cameras.width/--cameras.height must be positive and --cameras.fps in (0, 240]")
+
+
+@dataclass(frozen=True)
+class ServedScene:
+    seed: int = field(default=0, metadata={"help": "scene layout seed (as `onboard run --robot.port=sim --sim.seed`)"})
+    task: Literal["touch", "pick", "place"] | None = field(
+        default=None, metadata={"help": "the task laid out and judged (default: drawn from --sim.seed)"}
+    )
+    color: Literal["red", "green", "blue"] | None = field(
+        default=None, metadata={"help": "its cube (default: drawn from --sim.seed)"}
+    )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     seed: int = field(default=0, metadata={"help": "draws the horn offsets"})
     calibrated: bool = field(default=False, metadata={"help": "write the calibration into the servos first"})
     robot: ServedArm = field(default_factory=ServedArm)
+    publish_cameras: bool = field(
+        default=True,
+        metadata={"flag": "--no-cameras", "help": "do not publish the front and wrist cameras (shared memory)"},
+    )
+    cameras: ServedCameras = field(default_factory=ServedCameras)
+    sim: ServedScene = field(default_factory=ServedScene)
     wire_time: bool = field(default=True, metadata=_WIRE_TIME)
     realtime: bool = field(default=True, metadata=_REALTIME)
     duration: float | None = field(default=None, metadata=_DURATION)
@@ -117,14 +156,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sim_expert)
 
 
-def _serve_until(duration: float | None) -> None:
-    """Keep serving until ``duration`` seconds have passed (None: until Ctrl-C)."""
+def _serve_until(duration: float | None, poll: Callable[[], None] | None = None) -> None:
+    """Keep serving until ``duration`` seconds have passed (None: until Ctrl-C), calling ``poll`` every 0.1 s."""
     import time
 
     try:
         deadline = None if duration is None else time.monotonic() + duration
         while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
+            if poll is not None:
+                poll()
     except KeyboardInterrupt:
         pass
 
@@ -160,6 +201,7 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
     if cfg.robot.id is not None and not cfg.calibrated:
         raise OptionError("--robot.id writes the served arm's calibration file: add --calibrated")
     with SimulatedSO101(seed=cfg.seed, uncalibrated=not cfg.calibrated) as arm:
+        judge = _lay_out_scene(arm, cfg.sim)
         if cfg.robot.id is not None:
             from robot.arm_config import calibration_file
             from robot.calibration import MotorCalibration, save_calibration
@@ -167,18 +209,91 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
             path = calibration_file("so101_follower", cfg.robot.id, cfg.robot.calibration_dir)
             save_calibration(path, {j: MotorCalibration(**c) for j, c in arm.factory_calibration().items()})
             print(f"calibration of the served arm: {path}", file=sys.stderr, flush=True)
-        server = arm.serve_pty(wire_time=cfg.wire_time, realtime=cfg.realtime)
-        print(server.path, flush=True)
-        state = "calibrated" if cfg.calibrated else "uncalibrated (run a calibration first)"
+        with _publish_cameras(arm, cfg) as cameras:
+            server = arm.serve_pty(wire_time=cfg.wire_time, realtime=cfg.realtime)
+            print(server.path, flush=True)
+            state = "calibrated" if cfg.calibrated else "uncalibrated (run a calibration first)"
+            print(
+                f"simulated SO-101 ({state}, seed {cfg.seed}) on {server.path}, ids 1-6 at 1000000 baud, real time; "
+                "Ctrl-C to stop",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                with RealTimeRunner(arm.world, realtime=cfg.realtime):
+                    _serve_until(cfg.duration, judge.poll)
+            finally:  # also when stopped by a signal
+                judge.end(cameras)
+    return 0
+
+
+class _SceneJudge:
+    """The served scene's success judge, polled by the serving loop: one JSON line on stdout when the task is first
+    done (``{"event": "success", ...}``) and one when serving ends (``{"event": "end", "success": ...}``)."""
+
+    def __init__(self, arm, judge) -> None:
+        self.arm, self.judge, self.reported = arm, judge, False
+
+    def poll(self) -> None:
+        if self.judge.update(self.arm.world.time) and not self.reported:
+            self.reported = True
+            self._say("success", **self.judge.result())
+
+    def end(self, cameras) -> None:
+        frames = {"camera_frames": cameras.frames, "camera_skipped": cameras.skipped} if cameras is not None else {}
+        self._say("end", **self.judge.result(), **frames)
+
+    @staticmethod
+    def _say(event: str, **fields) -> None:
+        import json
+
+        print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def _lay_out_scene(arm, scene: ServedScene) -> _SceneJudge:
+    """Lay out the scene of --sim.* as `onboard run --robot.port=sim` does (the arm at home, the cubes where the seed
+    says), print it, and return its judge."""
+    import mujoco
+
+    from sim.rigs.follower import SuccessJudge, scene_spec
+
+    spec = scene_spec(scene.seed, scene.task, scene.color)
+    world = arm.world
+    with world.lock:
+        t = world.data.time
+        spec.reset(world.model, world.data)
+        world.data.time = t
+        mujoco.mj_forward(world.model, world.data)
+    print(
+        f"scene: {spec.task} {spec.color} (--sim.seed {scene.seed}), instruction {spec.instruction!r}; a JSON line "
+        "on stdout when the task is done",
+        file=sys.stderr,
+        flush=True,
+    )
+    return _SceneJudge(arm, SuccessJudge(world, spec))
+
+
+@contextlib.contextmanager
+def _publish_cameras(arm, cfg: ServeConfig) -> Iterator[object | None]:
+    """The twin's front and wrist cameras, rendered in real time and published by name (unless --no-cameras); prints
+    the names and the --robot.cameras that reads them."""
+    if not cfg.publish_cameras:
+        yield None
+        return
+    from sim.rigs.base import CAMERAS
+    from sim.transport.camera_server import CameraServer
+
+    c = cfg.cameras
+    names = {(f"{c.prefix}.{cam}" if c.prefix else cam): cam for cam in CAMERAS}
+    with CameraServer(arm.world, names, height=c.height, width=c.width, fps=c.fps) as server:
+        spec = ", ".join(f"{cam}: {{type: sim, name: {name}}}" for name, cam in names.items())
         print(
-            f"simulated SO-101 ({state}, seed {cfg.seed}) on {server.path}, ids 1-6 at 1000000 baud, real time; "
-            "Ctrl-C to stop",
+            f"cameras: {', '.join(names)} ({c.width}x{c.height} @ {c.fps:g} fps, shared memory); read them with "
+            f'--robot.cameras="{{{spec}}}"',
             file=sys.stderr,
             flush=True,
         )
-        with RealTimeRunner(arm.world, realtime=cfg.realtime):
-            _serve_until(cfg.duration)
-    return 0
+        yield server
 
 
 def cmd_sim_show(args: argparse.Namespace) -> int:
