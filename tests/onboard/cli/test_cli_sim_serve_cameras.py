@@ -1,0 +1,173 @@
+"""`onboard sim serve` as the whole rig for `onboard run`: the bus on a pty and the cameras by name, in real time, each
+command in its own process as a user runs them.
+
+The acceptance test (issue 18) runs the bundled policy through `onboard run --robot.port=<served pty>
+--robot.cameras="{front: {type: sim, ...}, wrist: ...}"` on the wall clock and waits (up to 120 s) for the served
+twin's judge to report the red cube picked. It takes a few tens of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from tests.conftest import require
+
+require("mujoco", "sim")
+require("onnxruntime", "onnx")
+
+from hardware.shm_camera import ShmCamera, camera_path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+BUNDLE = ROOT / "policies" / "bundled" / "so101_vla"
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class Served:
+    """`onboard sim serve ...` in a child process: its pty, its stderr lines and its stdout JSON events."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "onboard", "sim", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=ENV,
+        )
+        self.pty = self.proc.stdout.readline().strip()
+        self.events: list[dict] = []
+        self.stderr: list[str] = []
+        self.success = threading.Event()
+        threading.Thread(target=self._read_events, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_events(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                event = json.loads(line)
+                self.events.append(event)
+                if event["event"] == "success":
+                    self.success.set()
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+
+def wait_for(cond, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def test_served_cameras_at_640x480_and_a_second_twin_needs_another_prefix():
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    served = Served(
+        *("--cameras.prefix", prefix, "--cameras.width", "640", "--cameras.height", "480", "--duration", "60"),
+        *("--sim.task", "pick", "--sim.color", "red"),  # the acceptance test's scene, with nobody moving the arm
+    )
+    try:
+        assert served.pty.startswith("/dev/pts/")
+        wait_for(lambda: any(line.startswith("cameras:") for line in served.stderr))
+        line = next(line for line in served.stderr if line.startswith("cameras:"))
+        spec = f"{{front: {{type: sim, name: {prefix}.front}}, wrist: {{type: sim, name: {prefix}.wrist}}}}"
+        assert f"{prefix}.front, {prefix}.wrist (640x480 @ 30 fps" in line and f'--robot.cameras="{spec}"' in line
+        with ShmCamera(f"{prefix}.front", name="front") as cam:
+            frame = cam.read_latest(max_age_s=1.0)
+            assert frame.rgb.shape == (480, 640, 3) and frame.rgb.std() > 10
+            assert time.monotonic() - frame.t_capture < 1.0  # one clock across the processes
+        second = subprocess.run(
+            [sys.executable, "-m", "onboard", "sim", "serve", "--cameras.prefix", prefix, "--duration", "5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"camera '{prefix}.front' is already served by process {served.proc.pid}" in second.stderr
+        assert "--cameras.prefix" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        served.stop()
+    assert not camera_path(f"{prefix}.front").exists()  # stopping (SIGTERM) removed the names
+    end = served.events[-1]
+    assert end["event"] == "end" and end["camera_frames"] > 0
+    assert (end["task"], end["color"], end["success"]) == ("pick", "red", False)  # nobody picked: no success
+    assert not served.success.is_set()
+
+
+def test_onboard_run_picks_the_red_cube_on_the_served_twin_in_real_time(tmp_path):
+    """ACCEPTANCE (issue 18, slow: tens of seconds on the wall clock). The served twin is laid out as `onboard run
+    --robot.port=sim --task "pick up the red cube"` lays out its own (scene seed 0, pick, red; calibrated, horn seed 0;
+    front and wrist cameras at the policy's 96x96, 30 fps); `onboard run` drives it through the pty with the bundled
+    ONNX policy and the served cameras until the served twin's judge reports the red cube picked, or 120 s."""
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    cal = tmp_path / "calibration"
+    served = Served(
+        "--calibrated",
+        "--robot.id=served",
+        f"--robot.calibration_dir={cal}",
+        "--sim.task=pick",
+        "--sim.color=red",
+        f"--cameras.prefix={prefix}",
+        "--duration=200",
+    )
+    control = tmp_path / "control"
+    summary_json = tmp_path / "summary.json"
+    try:
+        assert served.pty.startswith("/dev/pts/"), served.stderr
+        wait_for(lambda: any(line.startswith("cameras:") for line in served.stderr))
+        cameras = f"{{front: {{type: sim, name: {prefix}.front}}, wrist: {{type: sim, name: {prefix}.wrist}}}}"
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "onboard",
+                "run",
+                f"--robot.port={served.pty}",
+                "--robot.id=served",
+                f"--robot.calibration_dir={cal}",
+                f"--robot.cameras={cameras}",
+                f"--policy.path={BUNDLE}",
+                "--task",
+                "pick up the red cube",
+                "--duration_s=120",
+                f"--control_file={control}",
+                f"--summary_json={summary_json}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env=ENV,
+        )
+        try:
+            picked = served.success.wait(150)
+            control.write_text("stop\n")  # the run ends as a person ends it
+            out, _ = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        assert picked, f"the served twin never reported the pick; run's output:\n{out[-3000:]}"
+        assert run.returncode == 0, out[-3000:]
+    finally:
+        served.stop()
+    success = next(e for e in served.events if e["event"] == "success")
+    assert (success["task"], success["color"], success["success"]) == ("pick", "red", True)
+    summary = json.loads(summary_json.read_text())
+    assert summary["stopped_by"] == "user" and summary["ticks"] > 30
+    assert summary["no_frame_ticks"] == 0 and summary["failures"] == 0 and summary["safety_stop"] is None
+    assert summary["chunks"] > 3  # the policy, fed by the served cameras, kept acting
