@@ -1,8 +1,9 @@
 """FeetechBus: the host side of a Feetech STS serial bus, over any pyserial-compatible port.
 
 One transaction = one instruction packet out, then the status packets it asks for back. Timeouts follow from the baud
-rate and the bytes on the wire (plus a latency margin for the USB-serial adapter); waiting is a blocking read with a
-timeout (``select`` underneath), never a spin. Checksum errors and timeouts are retried a bounded number of times and
+rate and the bytes on the wire (plus a latency margin for the USB-serial adapter). Waiting for replies
+(``replies.py``): sleep until they are due on the wire, poll briefly, then a blocking read until the timeout; never
+a spin for the whole round trip. Checksum errors and timeouts are retried a bounded number of times and
 counted in ``bus.stats``; fault bits in a status packet become a ``ServoError`` naming the servo and the fault.
 
 Setting servos up (scan, id, baud rate, EEPROM writes) is ``ServoAssembly`` (``assembly.py``), which the bus is.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 
 import serial
 
@@ -31,32 +31,13 @@ from hardware.feetech.errors import (
     ServoError,
 )
 from hardware.feetech.protocol import BROADCAST_ID, PacketDecoder, StatusPacket
+from hardware.feetech.replies import BusStats, ReplyReader, ReplyWait
 from hardware.feetech.tables import Register, register
 
 log = logging.getLogger(__name__)
 
 RETURN_DELAY_MAX_S = 508e-6  # Return_Delay_Time 254 x 2 us: the longest a servo may wait before answering
 DEFAULT_BAUDRATE = 1_000_000
-
-
-@dataclass
-class BusStats:
-    """Counters over the bus's lifetime (``reset()`` to start over)."""
-
-    transactions: int = 0
-    retries: int = 0
-    timeouts: int = 0
-    checksum_errors: int = 0
-    malformed: int = 0
-    stray_packets: int = 0
-    servo_errors: int = 0
-
-    def reset(self) -> None:
-        for key in asdict(self):
-            setattr(self, key, 0)
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class FeetechBus(ServoAssembly):
@@ -68,6 +49,8 @@ class FeetechBus(ServoAssembly):
     ``retries``: extra attempts after a checksum error or a timeout (reads and writes with a reply are idempotent).
     ``latency_s``: margin added to the wire time before a reply counts as missing (USB-serial adapters buffer).
     ``names``: optional id -> name map used in error messages ("servo 3 (elbow_flex)").
+    ``return_delay_s``: the servos' Return_Delay_Time (x 2 us), when the replies are due (not the timeout, which
+    allows the longest). ``wait``: when to look for replies (``replies.ReplyWait``; learns the port's lag).
     """
 
     def __init__(
@@ -78,6 +61,8 @@ class FeetechBus(ServoAssembly):
         retries: int = 3,
         latency_s: float = 0.02,
         names: Mapping[int, str] | None = None,
+        return_delay_s: float = 0.0,
+        wait: ReplyWait | None = None,
     ):
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -87,8 +72,11 @@ class FeetechBus(ServoAssembly):
         self.retries = retries
         self.latency_s = float(latency_s)
         self.names = dict(names or {})
+        self.return_delay_s = float(return_delay_s)
         self.stats = BusStats()
-        self._timeout_set: float | None = None
+        self.wait = wait or ReplyWait()
+        self.wait.max_offset_s = self.latency_s
+        self._reader = ReplyReader(self.stats, self.wait)
 
     # ----------------------------------------------------------------------------------------------- lifecycle
     @property
@@ -116,7 +104,7 @@ class FeetechBus(ServoAssembly):
                 "(`onboard find port` shows which port appears when the board is plugged in); on Linux the user "
                 "needs access to the device (the `dialout` group, or a udev rule)."
             ) from exc
-        self._timeout_set = None
+        self._reader.forget_port()
         return self
 
     def disconnect(self) -> None:
@@ -161,6 +149,12 @@ class FeetechBus(ServoAssembly):
         wire = proto.wire_time(request_bytes + reply_bytes, self._baudrate)
         return wire + n_replies * RETURN_DELAY_MAX_S + self.latency_s
 
+    def reply_due(self, request_bytes: int, reply_bytes: int, n_replies: int) -> float:
+        """Seconds from writing a request until its ``n_replies`` status packets can have arrived: the wire time of
+        the bytes plus the servos' return delay (``return_delay_s``: Return_Delay_Time x 2 us, 0 as LeRobot and the
+        factory set it). The driver sleeps until about then (``wait``) before it looks for them."""
+        return proto.wire_time(request_bytes + reply_bytes, self._baudrate) + n_replies * self.return_delay_s
+
     def transact(
         self,
         packet: bytes,
@@ -201,7 +195,9 @@ class FeetechBus(ServoAssembly):
             port.write(packet)
             if not expect:
                 return {}
-            replies, last_error = self._collect(expect, timeout, reply_bytes, what)
+            sent_at = time.monotonic()
+            due = sent_at + self.reply_due(len(packet), reply_bytes, len(expect))
+            replies, last_error = self._reader.collect(port, expect, what, sent_at=sent_at, due=due, timeout=timeout)
             if rebuild is not None:
                 got.update(replies)
             if last_error is None:
@@ -220,48 +216,7 @@ class FeetechBus(ServoAssembly):
         raise last_error
 
     def _set_timeout(self, timeout: float) -> None:
-        timeout = round(timeout, 4)
-        if self._timeout_set != timeout:  # reconfiguring a real port costs syscalls: only when it changes
-            self.port.timeout = timeout
-            self._timeout_set = timeout
-
-    def _collect(
-        self, expect: Sequence[tuple[int, int]], timeout: float, reply_bytes: int, what: str
-    ) -> tuple[dict[int, StatusPacket], ProtocolError | None]:
-        port = self.port
-        self._set_timeout(timeout)
-        decoder = PacketDecoder("status")
-        pending = [servo_id for servo_id, _ in expect]
-        sizes = dict(expect)
-        replies: dict[int, StatusPacket] = {}
-        received = bytearray()
-        deadline = time.monotonic() + timeout
-        while pending:
-            need = max(1, reply_bytes - len(received))
-            chunk = port.read(need)
-            received += chunk
-            for item in decoder.feed(chunk):
-                if isinstance(item, StatusPacket):
-                    if item.id not in pending:
-                        self.stats.stray_packets += 1
-                        continue
-                    if item.id != pending[0]:
-                        # replies come in request order: an earlier servo's reply was lost
-                        return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
-                    if len(item.params) != sizes[item.id]:
-                        return replies, MalformedPacketError(
-                            f"servo {item.id} answered {what} with {len(item.params)} data bytes, "
-                            f"{sizes[item.id]} expected",
-                            item.encode(),
-                        )
-                    replies[item.id] = item
-                    pending.pop(0)
-                elif isinstance(item, ChecksumError):
-                    return replies, item
-                # MalformedPacketError: garbage between packets (noise, an echo); the decoder has resynchronised
-            if pending and (not chunk or time.monotonic() >= deadline):
-                return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
-        return replies, None
+        self._reader.set_timeout(self.port, timeout)
 
     def _check(self, reply: StatusPacket, what: str) -> None:
         if reply.error:

@@ -1,0 +1,185 @@
+"""Collecting a transaction's status packets, and when to look for them.
+
+A reply cannot be complete before the wire has carried the request and the replies (10 bits per byte at the baud)
+plus each servo's return delay, counted from when the request was written: the driver knows both. Waiting with a
+blocking read from the start wakes the caller once per status packet (six times for a six-servo SYNC_READ), each
+time a scheduler wake-up late; polling from the start, as LeRobot's bus and Feetech's SDK do, sees the last byte at
+once but keeps a core busy for the whole round trip. ``ReplyReader`` does neither:
+
+1. it looks once (an instant emulator has answered already, inside ``write``);
+2. it sleeps until the replies are due (``ReplyWait.wake_at``);
+3. it polls the port's input count for at most ``poll_s``;
+4. then it falls back to a blocking read until the transaction's deadline, which is the same as ever
+   (``FeetechBus.timeout_for``: wire time + the longest return delays + ``latency_s``).
+
+When the replies really arrive differs from the wire-time prediction by the sleep's own overshoot, a USB-serial
+adapter's latency, an emulator's scheduling, or (an instant emulator) by arriving early. ``ReplyWait.offset_s``
+learns that difference from the transactions themselves, as a running quantile: when the replies were complete at the
+first look after the sleep (it slept too long) the wake-up moves earlier by (1 - q) steps, otherwise later by q steps,
+so that about a fraction q (``oversleep``, default 1/4) of the transactions find their replies complete on waking and
+the others poll briefly. A step is 5 % of the due time plus 5 us (36 us for a six-servo SYNC_READ at 1 Mbaud): an
+instant emulator is learned in a few dozen transactions, a USB adapter's millisecond in a few thousand, and one late
+reply moves it by a step only. It is bounded: never before the write, never later than ``latency_s`` after the due
+time. Failed transactions teach it nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import serial
+
+from hardware.feetech.errors import BusTimeoutError, ChecksumError, MalformedPacketError, ProtocolError
+from hardware.feetech.protocol import PacketDecoder, StatusPacket
+
+
+@dataclass
+class BusStats:
+    """Counters over the bus's lifetime (``reset()`` to start over)."""
+
+    transactions: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    checksum_errors: int = 0
+    malformed: int = 0
+    stray_packets: int = 0
+    servo_errors: int = 0
+
+    def reset(self) -> None:
+        for key in asdict(self):
+            setattr(self, key, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# where ReplyReader.collect is: the look right after the write, sleeping, the first look after the sleep, polling
+FIRST, SLEEP, WOKEN, POLL = "first", "sleep", "woken", "poll"
+
+
+class ReplyWait:
+    """When to look for replies: at their wire-time due time plus a learned offset (see the module docstring).
+
+    ``poll_s``: how long to poll after waking before falling back to a blocking read. ``oversleep``: the fraction of
+    transactions meant to find their replies complete on waking (the rest poll). ``adapt=False`` keeps ``offset_s``.
+    """
+
+    def __init__(self, *, poll_s: float = 300e-6, oversleep: float = 0.25, adapt: bool = True):
+        if poll_s < 0 or not 0 < oversleep < 1:
+            raise ValueError(f"poll_s must be >= 0 and oversleep in (0, 1), got {poll_s} and {oversleep}")
+        self.poll_s = float(poll_s)
+        self.oversleep = float(oversleep)
+        self.adapt = adapt
+        self.offset_s = 0.0
+        self.max_offset_s = 0.02  # FeetechBus sets its latency_s here
+
+    def wake_at(self, sent_at: float, due: float) -> float:
+        return max(sent_at, due + self.offset_s)
+
+    def learn(self, sent_at: float, due: float, overslept: bool) -> None:
+        """One successful transaction, written at ``sent_at`` and due at ``due``, that slept before looking;
+        ``overslept``: its replies were complete at the first look after the sleep."""
+        if not self.adapt:
+            return
+        step = 0.05 * (due - sent_at) + 5e-6
+        offset = self.offset_s - (1 - self.oversleep) * step if overslept else self.offset_s + self.oversleep * step
+        self.offset_s = min(self.max_offset_s, max(sent_at - due, offset))
+
+
+class ReplyReader:
+    """Collects the status packets a transaction asks for, in order (the driver's half of a transaction)."""
+
+    def __init__(self, stats: BusStats, wait: ReplyWait):
+        self.stats = stats
+        self.wait = wait
+        self._timeout_set: float | None = None
+
+    def forget_port(self) -> None:
+        """A (re)opened port has its own timeout setting."""
+        self._timeout_set = None
+
+    def set_timeout(self, port: serial.SerialBase, timeout: float) -> None:
+        timeout = round(timeout, 4)
+        if self._timeout_set != timeout:  # reconfiguring a real port costs syscalls: only when it changes
+            port.timeout = timeout
+            self._timeout_set = timeout
+
+    def collect(
+        self,
+        port: serial.SerialBase,
+        expect: Sequence[tuple[int, int]],
+        what: str,
+        *,
+        sent_at: float,
+        due: float,
+        timeout: float,
+    ) -> tuple[dict[int, StatusPacket], ProtocolError | None]:
+        """Read the replies to a request written at ``sent_at`` (complete on the wire at ``due`` at the earliest).
+        Returns (the replies that arrived in order, the error that stopped collection or None)."""
+        decoder = PacketDecoder("status")
+        pending = [servo_id for servo_id, _ in expect]
+        sizes = dict(expect)
+        reply_bytes = sum(6 + n for _, n in expect)
+        replies: dict[int, StatusPacket] = {}
+        received = bytearray()
+        deadline = sent_at + timeout
+        monotonic = time.monotonic
+        poll_end = 0.0
+        phase = FIRST
+        while pending:
+            if phase is SLEEP:  # until the replies are due (or the deadline), then look again and poll briefly
+                wake = min(self.wait.wake_at(sent_at, due), deadline)
+                now = monotonic()
+                if wake > now:
+                    time.sleep(wake - now)
+                poll_end = monotonic() + self.wait.poll_s
+                phase = WOKEN
+            available = port.in_waiting
+            if available:
+                chunk = port.read(available)
+            elif phase is FIRST:
+                phase = SLEEP
+                continue
+            else:
+                phase = POLL
+                now = monotonic()
+                if now >= deadline:
+                    return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
+                if now < poll_end:
+                    continue
+                # the replies are late: block until they come or the deadline passes (whole milliseconds, so
+                # that a real port's timeout setting rarely changes)
+                self.set_timeout(port, math.ceil((deadline - now) * 1e3) / 1e3)
+                chunk = port.read(max(1, reply_bytes - len(received)))
+                if not chunk:
+                    continue  # the deadline check above answers
+            received += chunk
+            for item in decoder.feed(chunk):
+                if isinstance(item, StatusPacket):
+                    if item.id not in pending:
+                        self.stats.stray_packets += 1
+                        continue
+                    if item.id != pending[0]:
+                        # replies come in request order: an earlier servo's reply was lost
+                        return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
+                    if len(item.params) != sizes[item.id]:
+                        return replies, MalformedPacketError(
+                            f"servo {item.id} answered {what} with {len(item.params)} data bytes, "
+                            f"{sizes[item.id]} expected",
+                            item.encode(),
+                        )
+                    replies[item.id] = item
+                    pending.pop(0)
+                elif isinstance(item, ChecksumError):
+                    return replies, item
+                # MalformedPacketError: garbage between packets (noise, an echo); the decoder has resynchronised
+            if pending:  # part of the replies: the rest is still on the wire
+                phase = SLEEP if phase is FIRST else POLL
+                if monotonic() >= deadline:
+                    return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
+        if phase is not FIRST:
+            self.wait.learn(sent_at, due, overslept=phase is WOKEN)
+        return replies, None

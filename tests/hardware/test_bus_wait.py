@@ -1,0 +1,131 @@
+"""When the Feetech driver looks for replies (hardware/feetech/replies.py): once at once, then not before they are due
+on the wire, then briefly polling; the learned offset; timeouts as before. The real driver against the emulated bus
+(simbus://, wire-time model), with a port subclass that only records when it was asked."""
+
+import time
+
+import pytest
+
+import sim  # noqa: F401  (registers simbus://)
+from hardware.feetech import BusTimeoutError
+from hardware.feetech import protocol as proto
+from hardware.feetech.bus import FeetechBus
+from hardware.feetech.replies import ReplyWait
+from sim.transport.protocol_simbus import Serial as SimBusSerial
+
+IDS = [1, 2, 3, 4, 5, 6]
+BAUD = 1_000_000
+SYNC_READ_DUE = proto.wire_time(14 + 6 * 8, BAUD)  # Present_Position from six servos: 620 us
+
+
+class RecordingPort(SimBusSerial):
+    """The emulated bus's own port, noting when the driver asks how many bytes have arrived."""
+
+    def __init__(self, url: str):
+        self.looks: list[float] = []
+        self.writes: list[float] = []
+        super().__init__(url, baudrate=BAUD)
+
+    @property
+    def in_waiting(self) -> int:
+        self.looks.append(time.monotonic())
+        return super().in_waiting
+
+    def write(self, data) -> int:
+        n = super().write(data)
+        self.writes.append(time.monotonic())
+        return n
+
+
+def test_the_driver_looks_once_then_sleeps_until_the_replies_are_due():
+    port = RecordingPort("simbus://?ids=1-6&timing=wire")
+    try:
+        with FeetechBus(port, wait=ReplyWait(adapt=False)) as bus:
+            for _ in range(20):
+                port.looks.clear()
+                before = len(port.writes)
+                positions = bus.sync_read("Present_Position", IDS)
+                assert sorted(positions) == IDS and all(0 <= p < 4096 for p in positions.values())
+                sent = port.writes[before]
+                early = [t for t in port.looks if t < sent + SYNC_READ_DUE]
+                assert len(early) == 1  # the look right after the write (an instant bus has answered by then)
+                assert len(port.looks) >= 2  # and at least one after the sleep
+    finally:
+        port.close()
+
+
+def test_replies_already_there_are_taken_without_sleeping():
+    port = RecordingPort("simbus://?ids=1-6")  # instant: the replies are in by the time write() returns
+    try:
+        with FeetechBus(port) as bus:
+            for _ in range(10):
+                port.looks.clear()
+                bus.sync_read("Present_Position", IDS)
+                assert len(port.looks) == 1
+            assert bus.wait.offset_s == 0.0  # nothing slept, nothing learned
+    finally:
+        port.close()
+
+
+def test_late_replies_move_the_wake_up_later_one_step_per_transaction():
+    # Every reply 2 ms late (12 ms for six, as each holds back the ones behind it), as behind a USB adapter that
+    # holds bytes back: the driver never finds them complete on waking (it wakes well before), so each transaction
+    # moves the wake-up later by q steps.
+    port = serial_port("simbus://?ids=1-6&timing=wire&faults=late:1;late_ms:2")
+    try:
+        with FeetechBus(port, latency_s=0.05) as bus:
+            wait = bus.wait
+            for _ in range(12):
+                bus.sync_read("Present_Position", IDS)
+            step = 0.05 * SYNC_READ_DUE + 5e-6
+            assert wait.offset_s == pytest.approx(12 * wait.oversleep * step, rel=1e-6)
+            assert bus.stats.timeouts == 0 and bus.stats.retries == 0
+    finally:
+        port.close()
+
+
+def serial_port(url: str):
+    import serial
+
+    return serial.serial_for_url(url, baudrate=BAUD)
+
+
+def test_oversleeping_moves_the_wake_up_earlier_and_the_offset_stays_bounded():
+    wait = ReplyWait(oversleep=0.25)
+    wait.max_offset_s = 0.001
+    sent, due = 10.0, 10.0 + SYNC_READ_DUE
+    step = 0.05 * SYNC_READ_DUE + 5e-6
+    wait.learn(sent, due, overslept=True)
+    assert wait.offset_s == pytest.approx(-0.75 * step)
+    wait.learn(sent, due, overslept=False)
+    assert wait.offset_s == pytest.approx(-0.5 * step)
+    for _ in range(1000):  # an instant device: never earlier than the write itself
+        wait.learn(sent, due, overslept=True)
+    assert wait.offset_s == pytest.approx(-SYNC_READ_DUE)
+    assert wait.wake_at(sent, due) == pytest.approx(sent)
+    for _ in range(10_000):  # a device that never answers in time: never later than the latency margin
+        wait.learn(sent, due, overslept=False)
+    assert wait.offset_s == pytest.approx(0.001)
+    frozen = ReplyWait(adapt=False)
+    frozen.learn(sent, due, overslept=True)
+    assert frozen.offset_s == 0.0
+    with pytest.raises(ValueError, match="oversleep"):
+        ReplyWait(oversleep=1.0)
+
+
+def test_a_missing_reply_times_out_after_the_same_timeout_and_teaches_nothing():
+    port = serial_port("simbus://?ids=1-6&timing=wire")
+    port.bus.unplug(6)  # the last: nothing after it tells the driver early that it is missing
+    try:
+        with FeetechBus(port, retries=0, latency_s=0.05) as bus:
+            timeout = bus.timeout_for(14, 48, 6)
+            t0 = time.monotonic()
+            with pytest.raises(BusTimeoutError) as err:
+                bus.sync_read("Present_Position", IDS)
+            waited = time.monotonic() - t0
+            assert err.value.servo_id == 6
+            assert waited >= timeout  # the whole timeout, counted from the write
+            assert bus.wait.offset_s == 0.0
+            assert bus.stats.timeouts == 1
+    finally:
+        port.close()
