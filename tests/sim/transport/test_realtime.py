@@ -12,7 +12,14 @@ import pytest
 import sim  # noqa: F401  (registers simbus://)
 from hardware.feetech.bus import FeetechBus
 from sim.feetech import EmulatedServo, SimBus
-from sim.realtime import SWITCH_INTERVAL_S, raise_thread_priority, shorten_switch_interval
+from sim.realtime import (
+    KWORKER_NICE,
+    SWITCH_INTERVAL_S,
+    KernelTtyPriority,
+    _unbound_workers,
+    raise_thread_priority,
+    shorten_switch_interval,
+)
 from sim.transport.pty_server import PtyBusServer
 
 POLICIES = {"SCHED_RR 1": os.SCHED_RR, "nice -10": os.SCHED_OTHER, "normal": os.SCHED_OTHER}
@@ -86,3 +93,33 @@ def test_realtime_runner_reports_its_priority():
             threading.Event().wait(0.001)
         assert runner.priority in POLICIES
         assert os.sched_getscheduler(runner.thread_id) == POLICIES[runner.priority]
+
+
+def _permitted() -> bool:
+    return os.geteuid() == 0  # CI runs as root; CAP_SYS_NICE alone would do too
+
+
+@pytest.mark.skipif(not _permitted(), reason="raising kernel threads needs root or CAP_SYS_NICE")
+def test_kernel_tty_workers_are_raised_while_serving_and_put_back_by_the_last_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(KernelTtyPriority, "LOCK_PATH", str(tmp_path / "lock"))
+    before = _unbound_workers()
+    assert before, "no kworker/u* threads: is this Linux?"
+    first = KernelTtyPriority().__enter__()
+    second = KernelTtyPriority().__enter__()  # a follower and a leader served by two processes
+    try:
+        assert first.state == second.state == f"kworkers at nice {KWORKER_NICE}"
+        raised = _unbound_workers()
+        # every worker that was at nice 0 is raised (the kernel may start new ones meanwhile: the watcher's job)
+        assert all(raised[pid] == KWORKER_NICE for pid, nice in before.items() if nice == 0 and pid in raised)
+        assert first.changed == {pid for pid, nice in before.items() if nice == 0 and pid in raised}
+        first.__exit__(None, None, None)
+        still = _unbound_workers()
+        assert all(still[pid] == KWORKER_NICE for pid in first.changed if pid in still)  # the leader still serves
+    finally:
+        second.__exit__(None, None, None)
+    after = _unbound_workers()
+    assert all(after[pid] == 0 for pid in first.changed if pid in after)  # the last one put them all back
+    assert {pid: n for pid, n in after.items() if pid not in first.changed} == {
+        pid: n for pid, n in before.items() if pid in after and pid not in first.changed
+    }  # and touched nothing else
+    assert list(tmp_path.iterdir()) == [tmp_path / "lock"]  # its records are gone
