@@ -100,6 +100,7 @@ class LiveView:
         self._history: deque[tuple[int, float, dict, dict]] = deque(maxlen=int(history))
         self._images: dict[str, tuple[int, np.ndarray]] = {}  # camera -> (seq, newest image)
         self._seq = 0
+        self._t0: float | None = None  # the first sample's time: the page shows times since it
         self._png: dict[str, tuple[int, bytes]] = {}  # camera -> (seq, PNG) cache, written by server threads
         self._png_lock = threading.Lock()  # server threads only: one encoding per new frame
         self._server: ThreadingHTTPServer | None = None
@@ -161,6 +162,8 @@ class LiveView:
         the newest camera images. No copy, no encoding, no lock, no I/O: safe to call every tick."""
         self._seq += 1
         seq = self._seq
+        if self._t0 is None:
+            self._t0 = float(t)
         self._history.append((seq, float(t), state, action or {}))  # deque.append: atomic under the GIL
         if images:
             for name, image in images.items():
@@ -170,7 +173,8 @@ class LiveView:
 
     # --- the server's side ------------------------------------------------------------------------------------
     def snapshot(self, since: int = 0) -> dict:
-        """What ``/state.json`` serves: samples newer than ``since`` (seq numbers), and the cameras' newest seq."""
+        """What ``/state.json`` serves: samples newer than ``since`` (seq numbers), the cameras' newest seq, and
+        ``t0``, the first sample's time (the page shows times since it: a wall clock's ``t`` is its monotonic time)."""
         for _ in range(10):
             try:
                 samples = list(self._history)  # may race with an append: then copy again
@@ -183,6 +187,7 @@ class LiveView:
         return {
             "title": self.title,
             "seq": samples[-1][0] if samples else 0,
+            "t0": self._t0,
             "samples": [
                 {"seq": s, "t": t, "state": _plain(st), "action": _plain(ac)} for s, t, st, ac in samples if s > since
             ],
@@ -268,7 +273,7 @@ body{font:13px system-ui,sans-serif;margin:12px;background:#111;color:#ddd}
 <h3>__TITLE__ <small id="status"></small></h3>
 <div id="cams"></div><div id="plots"></div>
 <script>
-const N = 600; let since = 0; let samples = []; const imgs = {}; const plots = {}; const camSeq = {};
+const N = 600; let since = 0; let t0 = null; let samples = []; const imgs = {}; const plots = {}; const camSeq = {};
 function plot(key) {
   if (plots[key]) return plots[key];
   const div = document.createElement('div'); div.className = 'plot';
@@ -301,6 +306,7 @@ function draw() {
 async function poll() {
   try {
     const r = await fetch('state.json?since=' + since, {cache: 'no-store'}); const d = await r.json();
+    if (d.t0 != null) t0 = d.t0;
     samples = samples.concat(d.samples).slice(-N); if (d.samples.length) since = d.samples[d.samples.length - 1].seq;
     for (const [name, seq] of Object.entries(d.cameras)) {
       if (!imgs[name]) { const im = document.createElement('img'); im.title = name; imgs[name] = im;
@@ -309,7 +315,7 @@ async function poll() {
         '.png?seq=' + seq; }
     }
     document.getElementById('status').textContent = samples.length ?
-      't = ' + samples[samples.length - 1].t.toFixed(2) + ' s' : 'waiting for data';
+      't = ' + (samples[samples.length - 1].t - (t0 ?? 0)).toFixed(2) + ' s' : 'waiting for data';
     draw();
   } catch (e) { document.getElementById('status').textContent = 'disconnected'; }
   setTimeout(poll, 100);

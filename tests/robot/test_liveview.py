@@ -60,7 +60,7 @@ def test_page_json_and_images_over_http():
         url = view.url
         assert url.startswith("http://127.0.0.1:")
         for k in range(5):
-            view.publish(0.1 * k, {KEYS[0]: float(k), KEYS[1]: 50.0}, {KEYS[0]: k + 0.5}, {"front": rgb})
+            view.publish(100 + 0.1 * k, {KEYS[0]: float(k), KEYS[1]: 50.0}, {KEYS[0]: k + 0.5}, {"front": rgb})
 
         status, headers, body = get(url)
         assert status == 200 and headers["Content-Type"].startswith("text/html")
@@ -69,7 +69,7 @@ def test_page_json_and_images_over_http():
         data = json.loads(get(url + "state.json")[2])
         assert data["seq"] == 5 and [s["seq"] for s in data["samples"]] == [1, 2, 3, 4, 5]
         last = data["samples"][-1]
-        assert last["t"] == pytest.approx(0.4)
+        assert last["t"] == pytest.approx(100.4) and data["t0"] == 100.0  # the page shows t - t0
         assert last["state"] == {KEYS[0]: 4.0, KEYS[1]: 50.0} and last["action"] == {KEYS[0]: 4.5}
         assert data["cameras"] == {"front": 5}
         assert [s["seq"] for s in json.loads(get(url + "state.json?since=3")[2])["samples"]] == [4, 5]

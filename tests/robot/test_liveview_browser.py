@@ -1,12 +1,13 @@
-"""The live view in a real browser: `onboard teleoperate --display_data` runs on the simulated rig in its own process,
-its page (the URL it prints) is opened in headless Chromium (Debian's `chromium`, driven through the DevTools protocol
-over a pipe: no extra Python package), and the test looks at what the page shows: both cameras' images loaded at the
-rig's camera size and their pixels changing, one plot per joint with lines drawn and changing, the time advancing.
-It saves a screenshot (to docs/img/liveview.png when ONBOARD_DOCS_IMG=1).
+"""The live view in a real browser: `onboard teleoperate --display_data` runs in its own process against the twin that
+`onboard sim serve --leader` serves in another (follower and leader on ptys, cameras by name, real time), and against
+the in-process simulated rig (`--robot.port=sim`). The page it prints is opened in headless Chromium (Debian's
+`chromium`, driven through the DevTools protocol over a pipe: no extra Python package), and the test looks at what the
+page shows: both cameras' images loaded at the rig's camera size and their pixels changing, one plot per joint with
+lines drawn and redrawn, the loop's time advancing. It saves a screenshot (the served twin's to docs/img/liveview.png
+when ONBOARD_DOCS_IMG=1).
 
 Needs `chromium` (scripts/setup.sh dev installs it as root): skipped without it, failed in CI
-(ONBOARD_REQUIRE_INTEROP=1), like tests.conftest.require for Python packages.
-"""
+(ONBOARD_REQUIRE_INTEROP=1), like tests.conftest.require for Python packages."""
 
 import base64
 import json
@@ -18,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,9 @@ VIEWPORT = (1040, 700)
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img" / "liveview.png"
 
 
-def _chromium() -> str:
+@pytest.fixture
+def chromium() -> str:
+    """The browser's path; before the rig starts, so that a missing browser skips (or fails) at once."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
@@ -180,50 +184,79 @@ def _sim_time(status: str) -> float:
     return float(status[4:-2]) if status.startswith("t = ") and status.endswith(" s") else -1.0
 
 
-@pytest.fixture
-def teleop(tmp_path):
-    """`onboard teleoperate --display_data` on the simulated rig (calibrated first), in its own process: (process,
-    live-view URL)."""
-    for kind, arm in (("robot", "so101_follower"), ("teleop", "so101_leader")):
-        args = [
-            f"--{kind}.type={arm}",
-            f"--{kind}.port=sim",
-            f"--{kind}.id={kind}",
-            f"--{kind}.calibration_dir={tmp_path}",
-        ]
-        assert onboard(["calibrate", *args]) == 0
-    arms = [f"--{k}.{o}" for k in ("robot", "teleop") for o in ("port=sim", f"id={k}", f"calibration_dir={tmp_path}")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "onboard.cli", "teleoperate", *arms, "--display_data", "--teleop_time_s=600"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
-    )
-    try:
-        url, seen = None, []
-        assert proc.stderr is not None
-        for line in proc.stderr:  # the URL is its first line on stderr
-            seen.append(line)
-            if line.startswith("live view: "):
-                url = line.split("live view: ", 1)[1].strip()
+class Child:
+    """A command in its own process, its stdout and stderr going to files (never a pipe that could fill up)."""
+
+    def __init__(self, args: list[str], folder: Path, name: str):
+        self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "onboard.cli", *args],
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
+            )
+
+    def wait_line(self, stream: str, prefix: str, timeout_s: float = 120.0) -> str:
+        """The first line of ``stream`` ("out" or "err") that starts with ``prefix``, polled until it is written."""
+        path = self.out if stream == "out" else self.err
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in path.read_text().splitlines():
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None:
                 break
-        assert url and url.startswith("http://127.0.0.1:"), f"no live view URL printed: {seen} (exit {proc.poll()})"
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            time.sleep(0.1)
+        pytest.fail(f"no line {prefix!r} (exit {self.proc.poll()}):\n{self.out.read_text()}\n{self.err.read_text()}")
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
             try:
-                proc.wait(timeout=30)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                self.proc.kill()
+                self.proc.wait()
 
 
-def test_live_view_in_headless_chromium(teleop, tmp_path):
-    exe = _chromium()
-    proc, url = teleop
-    browser = Browser(exe, tmp_path / "profile", tmp_path / "chromium.log")
+@pytest.fixture(params=["served", "sim"])
+def teleop(request, tmp_path):
+    """`onboard teleoperate --display_data` in its own process, against ("served") the twin that `onboard sim serve
+    --leader` serves in another process (follower and leader on ptys, cameras by name, in real time; the leader moved
+    by the scripted expert) or ("sim") the in-process simulated rig of `--robot.port=sim` (on the sim clock).
+    Yields (rig, process, live-view URL)."""
+    children: list[Child] = []
+    cal = f"calibration_dir={tmp_path}"
+    try:
+        if request.param == "served":
+            prefix = f"lv{uuid.uuid4().hex[:8]}"  # camera names of our own: tests may run side by side
+            args = ["sim", "serve", "--calibrated", "--robot.id=f", f"--robot.{cal}", "--leader", "--leader.id=l"]
+            serve = Child([*args, f"--leader.{cal}", f"--cameras.prefix={prefix}", "--duration=600"], tmp_path, "serve")
+            children.append(serve)
+            serve.wait_line("err", "simulated SO-101")  # its last line before serving
+            follower, leader = serve.out.read_text().split()[:2]
+            cameras = f"{{front: {{type: sim, name: {prefix}.front}}, wrist: {{type: sim, name: {prefix}.wrist}}}}"
+            rig = [f"--robot.port={follower}", f"--teleop.port={leader}", f"--robot.cameras={cameras}", "--fps=30"]
+        else:
+            for kind, arm, name in (("robot", "so101_follower", "f"), ("teleop", "so101_leader", "l")):
+                args = [f"--{kind}.type={arm}", f"--{kind}.port=sim", f"--{kind}.id={name}", f"--{kind}.{cal}"]
+                assert onboard(["calibrate", *args]) == 0
+            rig = ["--robot.port=sim", "--teleop.port=sim"]
+        arms = ["--robot.id=f", f"--robot.{cal}", "--teleop.id=l", f"--teleop.{cal}"]
+        loop = Child(["teleoperate", *rig, *arms, "--display_data", "--teleop_time_s=600"], tmp_path, "teleoperate")
+        children.append(loop)
+        url = loop.wait_line("err", "live view: ").split("live view: ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield request.param, loop.proc, url
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def test_live_view_in_headless_chromium(chromium, teleop, tmp_path):
+    rig, proc, url = teleop
+    browser = Browser(chromium, tmp_path / "profile", tmp_path / "chromium.log")
     try:
         session = browser.open(url)
 
@@ -236,6 +269,7 @@ def test_live_view_in_headless_chromium(teleop, tmp_path):
             )
 
         first = _wait(browser, session, complete, "both cameras loaded and a plot per joint")
+        assert 0 <= _sim_time(first["status"]) < 600  # the loop's time since its first sample, not its clock's
         for name, cam in first["cams"].items():  # the rig's cameras at their size (--sim.image_size 96), enlarged
             assert (cam["w"], cam["h"]) == (96, 96), name
             assert cam["shown_h"] == 240, name
@@ -258,7 +292,7 @@ def test_live_view_in_headless_chromium(teleop, tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert struct.unpack(">II", png[16:24]) == VIEWPORT
         (tmp_path / "liveview.png").write_bytes(png)
-        if os.environ.get("ONBOARD_DOCS_IMG") == "1":
+        if os.environ.get("ONBOARD_DOCS_IMG") == "1" and rig == "served":
             DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
             DOCS_IMG.write_bytes(png)
     finally:
