@@ -52,8 +52,8 @@ class ServedCameras:
     prefix: str = field(
         default="",
         metadata={
-            "help": "publish the cameras as PREFIX.front and PREFIX.wrist instead of front and wrist (a second served "
-            "twin needs one)"
+            "help": "publish the cameras as PREFIX.front and PREFIX.wrist (default: front and wrist, or twin2.front "
+            "and twin2.wrist where another served twin has those, twin3... : the names are printed)"
         },
     )
     width: int = field(
@@ -280,12 +280,10 @@ def _publish_cameras(arm, cfg: ServeConfig) -> Iterator[object | None]:
     if not cfg.publish_cameras:
         yield None
         return
-    from sim.rigs.base import CAMERAS
-    from sim.transport.camera_server import CameraServer
-
     c = cfg.cameras
-    names = {(f"{c.prefix}.{cam}" if c.prefix else cam): cam for cam in CAMERAS}
-    with CameraServer(arm.world, names, height=c.height, width=c.width, fps=c.fps) as server:
+    server = _start_cameras(arm.world, c)
+    names = server.cameras
+    try:
         spec = ", ".join(f"{cam}: {{type: sim, name: {name}}}" for name, cam in names.items())
         print(
             f"cameras: {', '.join(names)} ({c.width}x{c.height} @ {c.fps:g} fps, shared memory); read them with "
@@ -294,6 +292,27 @@ def _publish_cameras(arm, cfg: ServeConfig) -> Iterator[object | None]:
             flush=True,
         )
         yield server
+    finally:
+        server.stop()
+
+
+def _start_cameras(world, c: ServedCameras):
+    """Start publishing the twin's cameras as PREFIX.front/.wrist, or without --cameras.prefix as front and wrist,
+    or where another twin serves those, as twin2.front and .wrist (twin3, ...): a second twin's cameras do not
+    collide with the first's, and the names are printed."""
+    from hardware.camera import CameraError
+    from sim.rigs.base import CAMERAS
+    from sim.transport.camera_server import CameraServer
+
+    for n in range(1, 100):
+        prefix = c.prefix or ("" if n == 1 else f"twin{n}")
+        names = {(f"{prefix}.{cam}" if prefix else cam): cam for cam in CAMERAS}
+        try:
+            return CameraServer(world, names, height=c.height, width=c.width, fps=c.fps).start()
+        except CameraError:
+            if c.prefix:
+                raise
+    raise CameraError("99 served twins' cameras are in use: give --cameras.prefix=NAME")
 
 
 def cmd_sim_show(args: argparse.Namespace) -> int:

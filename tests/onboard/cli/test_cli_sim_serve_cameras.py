@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -106,6 +107,31 @@ def test_served_cameras_at_640x480_and_a_second_twin_needs_another_prefix():
     assert end["event"] == "end" and end["camera_frames"] > 0
     assert (end["task"], end["color"], end["success"]) == ("pick", "red", False)  # nobody picked: no success
     assert not served.success.is_set()
+
+
+def served_names(served: Served) -> list[str]:
+    wait_for(lambda: any(line.startswith("cameras:") for line in served.stderr))
+    line = next(line for line in served.stderr if line.startswith("cameras:"))
+    return line.split(" (")[0].removeprefix("cameras: ").split(", ")
+
+
+def test_without_a_prefix_a_second_twin_takes_free_names_and_prints_them():
+    """front and wrist when free (another process on this machine may hold them), else twin2.front, twin3.front..."""
+    first = Served("--duration", "60", "--no-realtime")
+    try:
+        second = Served("--duration", "60", "--no-realtime")
+        try:
+            a, b = served_names(first), served_names(second)
+            assert a != b and len(a) == len(b) == 2
+            for names in (a, b):  # front, wrist (if another process let go of them) or twinN.front, twinN.wrist
+                assert re.fullmatch(r"(twin\d+\.)?front", names[0]) and names[1] == names[0].replace("front", "wrist")
+            for names, proc in ((a, first.proc), (b, second.proc)):
+                with ShmCamera(names[0]) as cam:
+                    assert cam.pid == proc.pid and cam.read_latest(max_age_s=5.0).rgb.shape == (96, 96, 3)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
 
 
 def test_onboard_run_picks_the_red_cube_on_the_served_twin_in_real_time(tmp_path):
