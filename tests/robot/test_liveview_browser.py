@@ -179,7 +179,7 @@ def _wait(browser: Browser, session: str, ok, what: str, timeout_s: float = 120.
     pytest.fail(f"the page never showed {what}; it showed: {json.dumps(shown)[:2000]}")
 
 
-def _sim_time(status: str) -> float:
+def _page_time(status: str) -> float:
     """The loop's time the page's status line shows ("t = 12.34 s"); -1 before it shows one."""
     return float(status[4:-2]) if status.startswith("t = ") and status.endswith(" s") else -1.0
 
@@ -265,12 +265,12 @@ def test_live_view_in_headless_chromium(chromium, teleop, tmp_path):
                 set(s["cams"]) == {"front", "wrist"}
                 and all(c["loaded"] for c in s["cams"].values())
                 and set(s["plots"]) == set(JOINTS)
-                and _sim_time(s["status"]) >= 0
+                and _page_time(s["status"]) >= 0
             )
 
         first = _wait(browser, session, complete, "both cameras loaded and a plot per joint")
-        assert 0 <= _sim_time(first["status"]) < 600  # the loop's time since its first sample, not its clock's
-        for name, cam in first["cams"].items():  # the rig's cameras at their size (--sim.image_size 96), enlarged
+        assert 0 <= _page_time(first["status"]) < 600  # the loop's time since its first sample, not its clock's
+        for name, cam in first["cams"].items():  # the rig's cameras at their size (96x96 by default), shown 2.5x
             assert (cam["w"], cam["h"]) == (96, 96), name
             assert cam["shown_h"] == 240, name
         for joint, plot in first["plots"].items():
@@ -281,7 +281,7 @@ def test_live_view_in_headless_chromium(chromium, teleop, tmp_path):
                 complete(s)
                 and all(s["cams"][n]["pixels"] != first["cams"][n]["pixels"] for n in first["cams"])
                 and all(s["plots"][j]["pixels"] != first["plots"][j]["pixels"] for j in JOINTS)
-                and _sim_time(s["status"]) > _sim_time(first["status"])
+                and _page_time(s["status"]) > _page_time(first["status"])
             )
 
         later = _wait(browser, session, changed, "new camera images, redrawn plots and a later time")
