@@ -110,3 +110,40 @@ class SoakBenchConfig:
     def __post_init__(self) -> None:
         _at_least(self, 1, "seconds", "fps")
         _at_least(self, 0, "load")
+
+
+@dataclass(frozen=True)
+class RunBenchConfig:
+    """`onboard bench run`."""
+
+    duration: float = _opt(60.0, "seconds of the policy loop")
+    cpus: int = _opt(
+        1,
+        "cores this process (control loop, camera decoding, inference) is pinned to, 1 = a Pi-class budget; the "
+        "served twin runs on the others",
+    )
+    fps: float = _opt(30.0, "control rate (Hz)")
+    camera: Literal["mjpeg", "raw"] = _opt(
+        "mjpeg",
+        "how the two camera streams arrive: JPEG-encoded on the twin's cores and decoded here (a USB camera's "
+        "MJPEG), or raw RGB from the served twin's shared memory",
+    )
+    width: int = _opt(640, "camera width (px), resized to the policy's input on the loop side")
+    height: int = _opt(480, "camera height (px)")
+    jpeg_quality: int = _opt(80, "JPEG quality of --camera mjpeg (1-100)")
+    policy_path: str | None = _opt(None, "policy folder (default: the bundled ONNX model)", flag="--policy.path")
+    threads: int | None = _opt(None, "intra-op threads of the policy (default: --cpus)")
+    seed: int = _opt(0, "the served scene's layout seed", flag="--sim.seed")
+    task: Literal["touch", "pick", "place"] = _opt("pick", "the served scene's task", flag="--sim.task")
+    color: Literal["red", "green", "blue"] = _opt("red", "its cube", flag="--sim.color")
+    json: str | None = _opt(None, "also write the report to this JSON file")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "cpus", "width", "height", "jpeg_quality")
+        if self.threads is not None:
+            _at_least(self, 1, "threads")
+        if not (self.duration > 0 and self.fps > 0) or self.jpeg_quality > 100:
+            raise ValueError(
+                f"--duration and --fps must be > 0 and --jpeg_quality at most 100, got {self.duration:g}, "
+                f"{self.fps:g} and {self.jpeg_quality}"
+            )

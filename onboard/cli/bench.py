@@ -1,4 +1,4 @@
-"""`onboard bench bus|sim|policy|loop`: does this machine keep up? Each benchmark takes its config
+"""`onboard bench bus|sim|policy|loop|serve|soak|run`: does this machine keep up? Each benchmark takes its config
 (onboard/bench/config.py), from which its options are derived."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from onboard.bench.config import (
     BusBenchConfig,
     LoopBenchConfig,
     PolicyBenchConfig,
+    RunBenchConfig,
     ServeBenchConfig,
     SimBenchConfig,
     SoakBenchConfig,
@@ -56,6 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             cmd_bench_loop,
             "control-loop jitter, overruns and per-stage times at 30 and 100 Hz (wall clock)",
         ),
+        (
+            "run",
+            RunBenchConfig,
+            cmd_bench_run,
+            "the onboard run loop with the bundled policy and two 640x480 cameras against the served twin, pinned to "
+            "--cpus cores: overruns, lateness, per-stage time and CPU, the task's success",
+        ),
     ):
         p = bsub.add_parser(name, help=text)
         add_options(p, config)
@@ -96,3 +104,9 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
     from onboard.bench.soak import main
 
     return main(config_from(args, SoakBenchConfig))
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from onboard.bench.run import main
+
+    return main(config_from(args, RunBenchConfig))
