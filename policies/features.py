@@ -73,8 +73,9 @@ def model_names(features: Mapping[str, Any], rename: Mapping[str, str]) -> dict[
     for key in features:
         new = rename.get(key, key)
         if new in out:
+            renamed = key if key in rename else out[new]
             raise DatasetFeaturesError(
-                f"--rename_map renames {key} to {new}, which the dataset already has; rename that one too"
+                f"--rename_map renames {renamed} to {new}, which the dataset already has; rename that one too"
             )
         out[new] = key
     return out
@@ -137,7 +138,7 @@ def check_dataset_fits(
             hint += f"{' or' if hint else ';'} train a model on the dataset's own cameras with --model.cameras {short}"
         raise DatasetFeaturesError(
             f"dataset {root} has cameras {_cameras_text(features, rename)}; the model takes {', '.join(needed)} "
-            f"(--model.cameras {' '.join(cameras)}), and {', '.join(missing)} is not among them{hint}"
+            f"(--model.cameras {' '.join(cameras)}); missing: {', '.join(missing)}{hint}"
         )
     fitted.update({k: names[k] for k in needed})
     return fitted

@@ -27,7 +27,7 @@ class VLAPolicy:
         from policies.text import default_encoder
 
         self._task = task
-        self._embedding = np.asarray(default_encoder().embed(task), dtype=np.float32)
+        self._embedding = np.array(default_encoder().embed(task), dtype=np.float32)  # a writable copy for torch
 
     @torch.inference_mode()
     def infer(self, observation: dict) -> ActionChunk:
