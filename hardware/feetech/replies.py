@@ -8,7 +8,9 @@ once but keeps a core busy for the whole round trip. ``ReplyReader`` does neithe
 
 1. it looks once (an instant emulator has answered already, inside ``write``);
 2. it sleeps until the replies are due (``ReplyWait.wake_at``);
-3. it polls the port's input count for at most ``poll_s``;
+3. it polls the port's input count for at most ``poll_s``, yielding the core between looks: a tty's bytes reach its
+   reader through a kernel worker (the flip buffer), which a reader spinning on that core would hold back (measured
+   on the 2-core machine under load: a 300 us poll that did not yield saw the replies only when it gave up);
 4. then it falls back to a blocking read until the transaction's deadline, which is the same as ever
    (``FeetechBus.timeout_for``: wire time + the longest return delays + ``latency_s``).
 
@@ -26,6 +28,7 @@ time. Failed transactions teach it nothing.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -149,6 +152,7 @@ class ReplyReader:
                 if now >= deadline:
                     return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
                 if now < poll_end:
+                    os.sched_yield()  # a tty's bytes reach the reader through a kernel worker that may need this core
                     continue
                 # the replies are late: block until they come or the deadline passes (whole milliseconds, so
                 # that a real port's timeout setting rarely changes)
