@@ -72,8 +72,8 @@ class TrainConfig:
         flag="--dataset.repo_id",
         metavar="REPO_ID",
     )
-    rename_map: str = _opt(
-        "",
+    rename_map: str | None = _opt(
+        None,
         "JSON object renaming the datasets' features to the model's, e.g. "
         """'{"observation.images.top": "observation.images.front"}'""",
         metavar="JSON",
@@ -120,7 +120,7 @@ class TrainConfig:
                 f"{len(self.repo_ids)} --dataset.repo_id but {len(self.datasets)} --dataset.root: give one folder "
                 "per id, or only the ids (read from $HF_LEROBOT_HOME/<repo_id>), or only the folders"
             )
-        if not isinstance(self.rename_map, str):  # a mapping from Python: kept as its JSON text
+        if self.rename_map is not None and not isinstance(self.rename_map, str):  # a mapping: kept as JSON text
             object.__setattr__(self, "rename_map", json.dumps(dict(self.rename_map)))
         self.renames  # noqa: B018  (a ValueError that shows the form if it is not a JSON object)
         for name in ("steps", "batch_size", "save_freq", "log_freq", "threads"):

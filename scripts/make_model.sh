@@ -101,7 +101,7 @@ for stage in $STAGES; do
     ;;
   train)
     resume=()
-    [ -d "$WORK/run/last" ] && resume=(--resume)
+    [ -e "$WORK/run/checkpoints/last" ] && resume=(--resume)
     roots=()
     for ds in touch pick place touch_pushed pick_pushed place_pushed; do roots+=(--dataset.root="$WORK/data/$ds"); done
     for ds in pick_near place_near; do  # optional (NPICK_EPS, NPLACE_EPS)
@@ -116,7 +116,7 @@ for stage in $STAGES; do
       tee -a "$WORK/train.log"
     ;;
   export)
-    onboard export --checkpoint "$WORK/run/last" --output_dir "$WORK/bundle"
+    onboard export --checkpoint "$WORK/run/checkpoints/last" --output_dir "$WORK/bundle"
     ;;
   install)  # replace the bundled model (the model card, policies/bundled/so101_vla/README.md, is kept)
     dest=policies/bundled/so101_vla

@@ -219,3 +219,17 @@ def test_onboard_run_gives_a_trained_vla_its_input_size_from_a_640x480_camera(tm
     finally:
         rig.close()
     assert summary["ticks"] == 6 and policy.shapes == {(32, 32, 3)}
+
+
+def test_a_lerobot_train_run_folder_loads_its_newest_checkpoint_as_lerobot(tmp_path):
+    """`lerobot-train`'s output folder (same layout): --policy.path=<its output_dir> finds a LeRobot checkpoint."""
+    from robot.policy_loader import policy_kind
+
+    run = tmp_path / "outputs" / "train" / "act_so101"
+    for step in ("005000", "010000"):
+        policy = run / "checkpoints" / step / "pretrained_model"
+        policy.mkdir(parents=True)
+        (policy / "config.json").write_text(json.dumps({"type": "act"}))
+    os.symlink("010000", run / "checkpoints" / "last")
+    assert resolve_policy_folder(run) == run / "checkpoints" / "010000" / "pretrained_model"
+    assert policy_kind(run) == "lerobot" and policy_kind(run / "checkpoints" / "last") == "lerobot"
