@@ -61,6 +61,7 @@ WIRE_LIMIT_US = {
 # (default scheduling) and asserts no timing.
 EMULATOR_BOOST = False
 
+PTY = "pty (separate process)"
 ONBOARD = "onboard FeetechBus"
 LEROBOT = "LeRobot FeetechMotorsBus"
 SDK = "Feetech SDK GroupSync*"
@@ -96,6 +97,7 @@ class Results:
     wire_limit_us: dict[str, float]
     rows: list[Row] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    verdict: dict[str, object] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------- measuring
@@ -234,6 +236,25 @@ def bench_sdk(results: Results, path: str, transport: str, timing: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- report
+def verdict(results: Results) -> tuple[dict[str, object], list[str]]:
+    """SYNC_READ over the pty at wire time, onboard against each other driver (median, CPU per read, below the wire
+    time), as JSON and as lines. Empty without onboard's row."""
+    rows = {r.driver: r for r in results.rows if r.key == (PTY, "wire", "sync_read")}
+    if (ours := rows.pop(ONBOARD, None)) is None:
+        return {}, []
+    out: dict[str, object] = {"onboard_median_us": ours.median_us, "onboard_x_wire": ours.ratio_to_wire}
+    lines = [f"pty wire-time SYNC_READ: onboard {ours.median_us:.0f} us = {ours.ratio_to_wire:.2f}x wire"]
+    for driver, r in rows.items():
+        cpu_ratio, faster = ours.cpu_us_per_op / r.cpu_us_per_op, ours.median_us < r.median_us
+        below = r.ratio_to_wire < 1
+        out[driver] = {"median_us": r.median_us, "onboard_faster": faster, "cpu_ratio": cpu_ratio, "below_wire": below}
+        lines.append(
+            f"  vs {driver}: {r.median_us:.0f} us{' (below the wire time!)' if below else ''}; onboard "
+            f"{'faster' if faster else 'NOT faster'}, at {cpu_ratio:.2f}x its CPU per read"
+        )
+    return out, lines
+
+
 def _fmt(x: float | None, spec: str = ".0f", suffix: str = "") -> str:
     return "-" if x is None else f"{x:{spec}}{suffix}"
 
@@ -286,7 +307,10 @@ notes: x wire = median / wire-time limit of the bytes (wire-time rows only). x o
 on the same transport, timing and op. SYNC_WRITE has no reply: its time is how long the caller is held (below the
 wire limit = it returns before a real adapter would have sent the bytes); writes go out at most one per 260 us.
 pty rows: the emulator runs in a separate process (like a real bus), so CPU us/op is the driver stack's alone;
-in-process rows include the emulator's CPU. Feetech's SDK busy-polls while waiting for a reply.
+in-process rows include the emulator's CPU. Feetech's SDK and LeRobot's bus busy-poll while waiting for a reply;
+onboard's driver sleeps until the replies are due on the wire, then polls briefly (hardware/feetech/replies.py).
+A read row below the wire limit cannot be a full round trip: after a timeout, a driver that flushed its input before
+the late replies arrived takes them for the next request's (one request behind from then on).
 err = failed transactions (timeouts, bad replies)."""
 
 
@@ -341,7 +365,7 @@ def main(cfg: BusBenchConfig) -> int:
     else:
         try:
             for timing in ("wire", "instant"):
-                transport = "pty (separate process)"
+                transport = PTY
                 path = servers[timing].path
                 bench_onboard(results, path, transport, timing)
                 for driver, fn in third_party:
@@ -364,6 +388,8 @@ def main(cfg: BusBenchConfig) -> int:
     print(format_table(results))
     for s in results.skipped:
         print(f"skipped: {s['driver']}: {s['reason']}")
+    results.verdict, lines = verdict(results)
+    print("\n".join(lines))
     print(NOTES)
     if json_path:
         payload = asdict(results)

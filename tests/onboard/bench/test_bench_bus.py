@@ -59,3 +59,18 @@ def test_bench_bus_reports_every_row(tmp_path, capsys):
             assert r["vs_onboard"] is None, key
     for driver in (ONBOARD, LEROBOT, SDK):
         assert driver in table
+
+    # the comparison the issue asks for, recomputed from the rows (the verdict, not the speed, is what is checked)
+    ours = rows[(ONBOARD, PTY, "wire", "sync_read")]
+    v = data["verdict"]
+    assert v["onboard_median_us"] == ours["median_us"] and v["onboard_x_wire"] == ours["ratio_to_wire"]
+    for driver in (LEROBOT, SDK):
+        theirs = rows[(driver, PTY, "wire", "sync_read")]
+        assert v[driver] == {
+            "median_us": theirs["median_us"],
+            "onboard_faster": ours["median_us"] < theirs["median_us"],
+            "cpu_ratio": ours["cpu_us_per_op"] / theirs["cpu_us_per_op"],
+            "below_wire": theirs["ratio_to_wire"] < 1,
+        }
+        assert f"vs {driver}: {theirs['median_us']:.0f} us" in table
+    assert f"pty wire-time SYNC_READ: onboard {ours['median_us']:.0f} us" in table
