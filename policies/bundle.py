@@ -63,7 +63,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
     }
     training = _training_config(resolve_policy_folder(checkpoint))
     if training is not None:
-        training["step"] = training_step(checkpoint)
+        step = training_step(checkpoint)
+        if step is not None:
+            training["step"] = step
         manifest["training"] = training
     manifest["files"] = files_manifest(out, [POLICY_FILE, text_file, f"text/{TOKENIZER}"])
     tmp = out / ".bundle.json.tmp"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from policies import checkpoints as layout
 from policies.augment import augment_batch
@@ -65,8 +65,8 @@ def _save_training_state(folder: Path, opt: torch.optim.Optimizer, step: int) ->
         for k, v in st.items():
             if torch.is_tensor(v):
                 tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
-    save_file(tensors, str(folder / layout.OPTIMIZER_STATE))
-    (folder / layout.TRAINING_STEP).write_text(json.dumps({"step": step}))
+    layout.write_synced(folder / layout.OPTIMIZER_STATE, save(tensors))
+    layout.write_synced(folder / layout.TRAINING_STEP, json.dumps({"step": step}).encode())
 
 
 def _load_optimizer(path: Path, opt: torch.optim.Optimizer) -> None:
@@ -278,6 +278,6 @@ def _checkpoint(out: Path, model: VLA, cfg: TrainConfig, stats, opt, step: int) 
     staged = layout.staging_folder(out, name)
     policy = staged / layout.PRETRAINED_DIR
     save_checkpoint(policy, model, cfg.model, stats)
-    (policy / layout.TRAIN_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
+    layout.write_synced(policy / layout.TRAIN_CONFIG, json.dumps(cfg.to_dict(), indent=2).encode())
     _save_training_state(staged / layout.TRAINING_STATE_DIR, opt, step)
     return layout.publish(staged, name)
