@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import require
 
 require("mujoco", "sim")
@@ -107,6 +109,18 @@ def test_served_cameras_at_640x480_and_a_second_twin_needs_another_prefix():
     assert end["event"] == "end" and end["camera_frames"] > 0
     assert (end["task"], end["color"], end["success"]) == ("pick", "red", False)  # nobody picked: no success
     assert not served.success.is_set()
+
+
+def test_robot_cameras_of_type_sim_are_served_cameras_by_name():
+    from onboard.cli.rigs import parse_cameras
+    from robot.errors import RobotError
+
+    cams = parse_cameras("{front: {type: sim, name: twin2.front, width: 96, height: 96}, wrist: {type: sim}}")
+    assert all(isinstance(c, ShmCamera) for c in cams.values())
+    assert (cams["front"].name, cams["front"].stream, cams["front"].width) == ("front", "twin2.front", 96)
+    assert (cams["wrist"].name, cams["wrist"].stream) == ("wrist", "wrist")  # the published name defaults to the key
+    with pytest.raises(RobotError, match=r"camera 'front'.*index_or_path"):
+        parse_cameras("{front: {type: sim, index_or_path: 0}}")
 
 
 def served_names(served: Served) -> list[str]:
