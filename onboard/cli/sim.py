@@ -49,8 +49,8 @@ class ServedArm:
 
 @dataclass(frozen=True)
 class ServedCameras:
-    prefix: str = field(
-        default="",
+    prefix: str | None = field(
+        default=None,
         metadata={
             "help": "publish the cameras as PREFIX.front and PREFIX.wrist (default: front and wrist, or twin2.front "
             "and twin2.wrist where another served twin has those, twin3... : the names are printed)"
@@ -135,7 +135,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="serve a simulated SO-101 (MuJoCo twin, real time) on a pseudo-terminal; prints its path",
         description="The simulated arm as a device: point any driver (LeRobot's --robot.port, onboard's --port) at "
         "the printed /dev/pts/N. The arm starts uncalibrated (random horn offsets), like a new kit, unless "
-        "--calibrated.",
+        "--calibrated. Its front and wrist cameras are published by name in shared memory, rendered in real time (the "
+        "names and the --robot.cameras that reads them are printed); the scene is laid out as `onboard run "
+        "--robot.port=sim` lays out its own (--sim.*), and a JSON line on stdout says when its task is done.",
     )
     add_options(p, ServeConfig)
     p.set_defaults(func=cmd_sim_serve)
