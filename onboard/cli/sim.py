@@ -79,10 +79,46 @@ class ServedScene:
 
 
 @dataclass(frozen=True)
+class ServedLeader:
+    serve: bool = field(
+        default=False,
+        metadata={
+            "flag": "--leader",
+            "help": "also serve a leader arm on a second pty (its path is printed on the line after the follower's): "
+            "torque off, its joints moved by the scripted expert solving the served scene's task while a client "
+            "teleoperates (writes goals to the follower), or by --leader.dataset's recorded actions",
+        },
+    )
+    seed: int | None = field(default=None, metadata={"help": "draws the leader's horn offsets (default: --seed + 1)"})
+    id: str | None = field(
+        default=None,
+        metadata={
+            "help": "with --calibrated: also write the leader's calibration as this so101_leader id's LeRobot "
+            "calibration file (printed), for --teleop.id"
+        },
+    )
+    calibration_dir: str | None = field(
+        default=None, metadata={"help": "where that file goes (default: LeRobot's calibration folder)"}
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "replay this dataset's recorded actions at the leader instead of the expert (a folder)"},
+    )
+    episode: int = field(default=0, metadata={"help": "which episode of --leader.dataset to replay"})
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     seed: int = field(default=0, metadata={"help": "draws the horn offsets"})
-    calibrated: bool = field(default=False, metadata={"help": "write the calibration into the servos first"})
+    calibrated: bool = field(
+        default=False,
+        metadata={
+            "help": "write the calibration into the servos first (the leader's too); without it, calibrate the "
+            "served arms with `lerobot-calibrate` or `onboard calibrate`: a simulated person moves their joints"
+        },
+    )
     robot: ServedArm = field(default_factory=ServedArm)
+    leader: ServedLeader = field(default_factory=ServedLeader)
     publish_cameras: bool = field(
         default=True,
         metadata={"flag": "--no-cameras", "help": "do not publish the front and wrist cameras (shared memory)"},
@@ -202,6 +238,7 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
     cfg = config_from(args, ServeConfig)
     if cfg.robot.id is not None and not cfg.calibrated:
         raise OptionError("--robot.id writes the served arm's calibration file: add --calibrated")
+    _check_leader(cfg)
     with SimulatedSO101(seed=cfg.seed, uncalibrated=not cfg.calibrated) as arm:
         judge = _lay_out_scene(arm, cfg.sim)
         if cfg.robot.id is not None:
@@ -211,13 +248,11 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
             path = calibration_file("so101_follower", cfg.robot.id, cfg.robot.calibration_dir)
             save_calibration(path, {j: MotorCalibration(**c) for j, c in arm.factory_calibration().items()})
             print(f"calibration of the served arm: {path}", file=sys.stderr, flush=True)
-        with _publish_cameras(arm, cfg) as cameras:
-            server = arm.serve_pty(wire_time=cfg.wire_time, realtime=cfg.realtime)
-            print(server.path, flush=True)
+        with _publish_cameras(arm, cfg) as cameras, _served_rig(arm, cfg) as rig:
             state = "calibrated" if cfg.calibrated else "uncalibrated (run a calibration first)"
             print(
-                f"simulated SO-101 ({state}, seed {cfg.seed}) on {server.path}, ids 1-6 at 1000000 baud, real time; "
-                "Ctrl-C to stop",
+                f"simulated SO-101 ({state}, seed {cfg.seed}) on {rig.follower_path}, ids 1-6 at 1000000 baud, real "
+                "time; Ctrl-C to stop",
                 file=sys.stderr,
                 flush=True,
             )
@@ -227,6 +262,62 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
             finally:  # also when stopped by a signal
                 judge.end(cameras)
     return 0
+
+
+def _check_leader(cfg: ServeConfig) -> None:
+    lead = cfg.leader
+    if not lead.serve and (lead.id or lead.dataset or lead.seed is not None or lead.calibration_dir):
+        raise OptionError("--leader.* options describe the served leader: add --leader")
+    if lead.id is not None and not cfg.calibrated:
+        raise OptionError("--leader.id writes the served leader's calibration file: add --calibrated")
+
+
+@contextlib.contextmanager
+def _served_rig(arm, cfg: ServeConfig) -> Iterator[object]:
+    """The follower (and, with --leader, the leader) on ptys, each with a simulated person who answers a calibration
+    (sim.rigs.served); prints the paths on stdout, the follower's first."""
+    from sim.rigs.follower import scene_spec
+    from sim.rigs.served import ServedRig
+
+    lead = cfg.leader
+    replay, fps = None, 30.0
+    if lead.dataset is not None:
+        from policies.dataset.reader import EpisodeReader
+
+        reader = EpisodeReader(lead.dataset, cache_frames=False)
+        if not 0 <= lead.episode < reader.num_episodes:
+            raise OptionError(f"--leader.episode must be within 0..{reader.num_episodes - 1} for {lead.dataset}")
+        replay, fps = reader.episode(lead.episode).action, float(reader.fps)
+    with ServedRig(
+        arm,
+        leader=lead.serve,
+        spec=scene_spec(cfg.sim.seed, cfg.sim.task, cfg.sim.color),
+        leader_seed=lead.seed,
+        leader_calibrated=cfg.calibrated,
+        replay=replay,
+        replay_fps=fps,
+        wire_time=cfg.wire_time,
+        realtime=cfg.realtime,
+        out=lambda text: print(text, file=sys.stderr, flush=True),
+    ) as rig:
+        print(rig.follower_path, flush=True)
+        if rig.leader is not None:
+            print(rig.leader_path, flush=True)
+            if lead.id is not None:
+                from robot.arm_config import calibration_file
+                from robot.calibration import MotorCalibration, save_calibration
+
+                path = calibration_file("so101_leader", lead.id, lead.calibration_dir)
+                cal = rig.leader.sim.factory_calibration()
+                save_calibration(path, {j: MotorCalibration(**c) for j, c in cal.items()})
+                print(f"calibration of the served leader: {path}", file=sys.stderr, flush=True)
+            what = f"replays {lead.dataset} episode {lead.episode}" if replay is not None else "follows the expert"
+            print(
+                f"leader SO-101 on {rig.leader_path} (torque off; while a client teleoperates it {what})",
+                file=sys.stderr,
+                flush=True,
+            )
+        yield rig
 
 
 class _SceneJudge:

@@ -15,10 +15,11 @@ bus, horns drawn from ``leader_seed``) on a second pty, with its own ``ServedPer
 leader driver leaves it; its joints are moved by the hand, whatever a client does: at rest at the calibration pose,
 and while a client teleoperates (goal positions written to the follower; a pause of more than ``session_gap_s``
 seconds ends a teleoperation session) by the scripted expert solving ``spec`` in the follower's world, or by
-``replay`` (recorded actions, LeRobot units, at ``replay_fps``). A session after the first lays the scene out again
-(the arm at home, the cubes where ``spec``'s seed says) before the expert starts, so that every `lerobot-record` or
-`lerobot-teleoperate` run against a served rig starts from the same scene. A calibration of the leader stops the
-expert (the person holds it); it starts again at the next session.
+``replay`` (recorded actions, LeRobot units, at ``replay_fps``). Each session starts with the person laying the scene
+out (the follower at home, the cubes where ``spec``'s seed says, the leader at home), as before an episode, so that
+every `lerobot-record` or `lerobot-teleoperate` run against a served rig starts from the same scene, whatever the arm
+did before (a calibration leaves it where it fell with torque off). A calibration of the leader stops the expert (the
+person holds it); it starts again at the next session.
 
 Everything that changes a world happens in the follower world's physics steps (post-step hooks, under its lock), so
 the pty server threads only notice and note.
@@ -155,7 +156,7 @@ class ServedRig:
         if self.leader_person is not None and self.leader_person.state != "idle":
             return  # the leader is being calibrated: the person holds it
         leader = self.leader
-        if self.sessions > 0 and self.spec is not None:
+        if self.spec is not None:
             self._lay_out(self.spec)
         self.sessions += 1
         if self.replay is not None:
