@@ -266,7 +266,8 @@ _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>
 body{font:13px system-ui,sans-serif;margin:12px;background:#111;color:#ddd}
-#cams img{height:240px;image-rendering:pixelated;margin:0 8px 8px 0;border:1px solid #333}
+.cam{display:inline-block;margin:0 8px 8px 0}
+.cam img{display:block;height:240px;image-rendering:pixelated;border:1px solid #333}
 .plot{display:inline-block;margin:0 8px 8px 0}.plot canvas{background:#1b1b1b;border:1px solid #333}
 .legend span{margin-right:8px}
 </style></head><body>
@@ -309,8 +310,10 @@ async function poll() {
     if (d.t0 != null) t0 = d.t0;
     samples = samples.concat(d.samples).slice(-N); if (d.samples.length) since = d.samples[d.samples.length - 1].seq;
     for (const [name, seq] of Object.entries(d.cameras)) {
-      if (!imgs[name]) { const im = document.createElement('img'); im.title = name; imgs[name] = im;
-        document.getElementById('cams').appendChild(im); }
+      if (!imgs[name]) { const div = document.createElement('div'); div.className = 'cam';
+        const cap = document.createElement('div'); cap.textContent = name; const im = document.createElement('img');
+        im.title = name; im.onload = () => { cap.textContent = name + ' ' + im.naturalWidth + 'x' + im.naturalHeight; };
+        div.appendChild(cap); div.appendChild(im); document.getElementById('cams').appendChild(div); imgs[name] = im; }
       if (camSeq[name] !== seq) { camSeq[name] = seq; imgs[name].src = 'camera/' + encodeURIComponent(name) +
         '.png?seq=' + seq; }
     }

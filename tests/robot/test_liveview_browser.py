@@ -137,8 +137,8 @@ class Browser:
 
 
 # What the page shows, read in the page: each camera <img> (loaded, natural size, a hash of its decoded pixels drawn on
-# a canvas) and each joint plot's canvas (a hash of its pixels, how many are drawn, how many in the state line's blue
-# and the action line's orange), and the status line.
+# a canvas, its caption), each joint plot's canvas (a hash of its pixels, how many are drawn, how many in the state
+# line's blue and the action line's orange), and the status line.
 PROBE = """(() => {
   const hash = d => { let x = 2166136261; for (let i = 0; i < d.length; i++) x = Math.imul(x ^ d[i], 16777619);
     return x >>> 0; };
@@ -151,7 +151,8 @@ PROBE = """(() => {
       const g = c.getContext('2d'); g.drawImage(im, 0, 0);
       pixels = hash(g.getImageData(0, 0, c.width, c.height).data);
     }
-    cams[im.title] = {loaded, w: im.naturalWidth, h: im.naturalHeight, shown_h: im.height, pixels};
+    cams[im.title] = {loaded, w: im.naturalWidth, h: im.naturalHeight, shown_h: im.height, pixels,
+      caption: im.parentNode.firstChild.textContent};
   });
   const plots = {};
   document.querySelectorAll('#plots .plot').forEach(div => {
@@ -272,7 +273,7 @@ def test_live_view_in_headless_chromium(chromium, teleop, tmp_path):
         assert 0 <= _page_time(first["status"]) < 600  # the loop's time since its first sample, not its clock's
         for name, cam in first["cams"].items():  # the rig's cameras at their size (96x96 by default), shown 2.5x
             assert (cam["w"], cam["h"]) == (96, 96), name
-            assert cam["shown_h"] == 240, name
+            assert cam["shown_h"] == 240 and cam["caption"] == f"{name} 96x96", cam
         for joint, plot in first["plots"].items():
             assert plot["inked"] > 100 and plot["blue"] + plot["orange"] > 20, (joint, plot)
 
