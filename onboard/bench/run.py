@@ -13,9 +13,10 @@ the wall clock), against the twin served as a device in another process, for ``-
 
 What it reports (``run_meter`` says how each is taken without changing the loop): ticks, overruns, lateness (tick start
 - its deadline) p50/p99/max; per stage, wall time p50/p99/max and thread CPU time (mean, p99, and the share of one
-core): bus (the SYNC_READ), safety (``SafeArm``'s checks and clamps around the bus calls), write (the SYNC_WRITE),
-camera decode/resize, the policy step on the control thread, inference on its own thread; inference p50/p99, the
-runtime's starved ticks and holds; the process's CPU over the run; the task's success (the twin's judge).
+core): bus (the SYNC_READ), safety (``SafeArm``'s checks and clamps and the unit conversions around the bus calls),
+write (the SYNC_WRITE), camera decode/resize, the policy step on the control thread, inference on its own thread;
+inference p50/p99, the runtime's starved ticks and holds; the process's CPU over the run; the task's success (the
+twin's judge).
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def main(cfg: RunBenchConfig) -> int:
 # ------------------------------------------------------------------------------------------------------- report
 STAGE_TEXT = {
     "bus": "bus: SYNC_READ",
-    "safety": "safety: checks, clamps",
+    "safety": "safety: checks, clamps, units",
     "write": "write: SYNC_WRITE",
     "cameras": "cameras stage (2 streams)",
     "decode_resize": "  decode+resize per frame",

@@ -2,7 +2,8 @@
 policy's input, with what the loop side spends on them measured. One interface (robot's ``Camera``), two sources:
 
 - ``raw``: ``RawCamera`` reads the served shared-memory camera (``hardware.shm_camera.ShmCamera``: one copy of the
-  frame) and resizes each new frame (``cv2.resize``, INTER_AREA) to the policy's input;
+  frame) and crops each new frame to the policy's aspect ratio (the centre 480x480 of 640x480) and resizes it
+  (``cv2.resize``, INTER_AREA) to the policy's input;
 - ``mjpeg`` (default): as a USB camera delivers 640x480 at 30 fps. An encoder process (``encoder_main``, on the twin's
   cores: the camera's own work) reads the served frames and JPEG-encodes each new one; the bytes come to this process
   over a socket, where a receiver thread keeps the newest per camera (what a V4L2 buffer queue does). ``MjpegCamera``
@@ -58,7 +59,18 @@ class _Decoded:
         return frame
 
     def _resized(self, rgb: np.ndarray) -> np.ndarray:
+        """The centre of ``rgb`` at the policy's aspect ratio, resized to its input. The twin renders every size with
+        the same vertical field of view, so the centre 480x480 of a 640x480 frame is the square frame the policy was
+        trained on; squeezing the whole 4:3 frame into a square would show it a scene it has never seen."""
         h, w = self.size
+        rh, rw = rgb.shape[:2]
+        if rh * w != rw * h:  # crop to the policy's aspect ratio first
+            if rw * h > rh * w:
+                cw = rh * w // h
+                rgb = rgb[:, (rw - cw) // 2 : (rw - cw) // 2 + cw]
+            else:
+                ch = rw * h // w
+                rgb = rgb[(rh - ch) // 2 : (rh - ch) // 2 + ch]
         if rgb.shape[:2] == (h, w):
             return rgb
         return _cv2().resize(rgb, (w, h), interpolation=_cv2().INTER_AREA)

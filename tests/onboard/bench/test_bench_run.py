@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from onboard.bench.run import STAGE_TEXT, split_cpus, stage_report
@@ -98,3 +99,18 @@ def test_stage_report_splits_read_and_write_into_bus_and_safety():
     assert report["safety"]["cpu_ms"]["mean"] == pytest.approx(0.25)
     assert report["inference"]["cpu_share"] == pytest.approx(0.003)
     assert report["decode_resize"]["ms"]["n"] == 0
+
+
+def test_frames_are_cropped_to_the_policy_aspect_before_resizing():
+    from onboard.bench.run_cameras import RawCamera
+
+    cam = RawCamera("unused", "front", (96, 96), 30.0)  # constructing maps nothing
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, 80:560] = (200, 10, 10)  # the centre 480x480: what a square render with the same field of view shows
+    frame[:, :80] = frame[:, 560:] = (0, 255, 0)
+    small = cam._resized(frame)
+    assert small.shape == (96, 96, 3)
+    assert (small == (200, 10, 10)).all()  # nothing of the sides squeezed in
+    assert cam._resized(np.zeros((96, 96, 3), np.uint8)).shape == (96, 96, 3)
+    tall = cam._resized(np.zeros((640, 480, 3), np.uint8))
+    assert tall.shape == (96, 96, 3)
