@@ -122,10 +122,10 @@ class ChunkDataset(Dataset):
 
             def fill(job: tuple[int, str]) -> None:
                 pos, key = job
-                frames = reader.frames(self.episode_ids[pos], self.source[key])
-                rows = self._frames[key][self.starts[pos] : self.ends[pos]]
-                for i, rgb in enumerate(frames):  # one at a time: a resized copy of a whole episode is never made
-                    rows[i] = resize_image(rgb, self.frame_size(key)).transpose(2, 0, 1)
+                size = self.frame_size(key)
+                # resized as each frame is decoded: the episode is never held at the camera's full size
+                frames = reader.frames(self.episode_ids[pos], self.source[key], lambda rgb: resize_image(rgb, size))
+                self._frames[key][self.starts[pos] : self.ends[pos]] = frames.transpose(0, 3, 1, 2)
 
             jobs = [(pos, key) for pos in range(len(eps)) for key in self.image_keys]
             with ThreadPoolExecutor(reader.decode_threads) as pool:

@@ -15,6 +15,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,10 +242,18 @@ class EpisodeReader:
         return episode
 
     # ----------------------------------------------------------------- frames
-    def frames(self, ep: int, key: str) -> np.ndarray:
-        """All frames of camera ``key`` in episode ``ep``, uint8 (n, H, W, 3) RGB, row-aligned with ``episode(ep)``."""
+    def frames(self, ep: int, key: str, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """All frames of camera ``key`` in episode ``ep``, uint8 (n, H, W, 3) RGB, row-aligned with ``episode(ep)``.
+
+        ``transform`` (e.g. a resize to a model's input) is applied to each frame as it is decoded, so the episode is
+        never held at full size (a minute of 640x480 video is ~1.7 GB of RGB); its results are not cached.
+        """
         if key not in self.camera_keys:
             raise KeyError(f"{key!r} is not a camera of this dataset (cameras: {self.camera_keys})")
+        if transform is not None:
+            if key in self.image_keys:
+                return np.stack([transform(img) for img in self._decode_images(ep, key)])
+            return self._decode_video(ep, key, transform)
         with self._lock:
             frames = self._frames.get((ep, key))
             if frames is not None:
@@ -278,21 +287,23 @@ class EpisodeReader:
         with self._lock:
             self._frames.clear()
 
-    def _decode_video(self, ep: int, key: str) -> np.ndarray:
+    def _decode_video(
+        self, ep: int, key: str, transform: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
         meta = self.episodes[ep]
         chunk, file, from_ts, _ = meta.videos[key]
         path = self.root / layout.VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
         if not path.exists():
             raise DatasetReadError(f"episode {ep}: {path} is missing")
         targets = from_ts + self.episode(ep).timestamp.astype(np.float64)
-        h, w, _ = self.camera_shape(key)
-        out = np.empty((len(targets), h, w, 3), dtype=np.uint8)
+        shape = self.camera_shape(key)
+        out: list[np.ndarray] = []  # one array, allocated at the first frame (its size is the transform's)
         found = np.zeros(len(targets), dtype=bool)
         order = np.argsort(targets)
         sorted_targets = targets[order]
         last = sorted_targets[-1] if len(targets) else from_ts
         try:
-            self._decode_into(path, ep, sorted_targets, order, last, out, found)
+            self._decode_into(path, sorted_targets, order, last, shape, transform, out, found)
         except av.error.FFmpegError as exc:
             done = int(found.sum())
             raise DatasetReadError(
@@ -305,9 +316,9 @@ class EpisodeReader:
                 f"{path}: episode {ep} {key}: no frame within {self.tolerance_s}s of timestamps "
                 f"{targets[missing[:5]].round(4).tolist()} ({len(missing)} of {len(targets)} missing)"
             )
-        return out
+        return out[0] if out else np.empty((0, *shape), dtype=np.uint8)
 
-    def _decode_into(self, path, ep, sorted_targets, order, last, out, found) -> None:
+    def _decode_into(self, path, sorted_targets, order, last, shape, transform, out, found) -> None:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -326,9 +337,13 @@ class EpisodeReader:
                     row = order[j]
                     if not found[row]:
                         img = frame.to_ndarray(format="rgb24")
-                        if img.shape != out.shape[1:]:
-                            raise DatasetReadError(f"{path}: frame shape {img.shape}, features say {out.shape[1:]}")
-                        out[row] = img
+                        if img.shape != tuple(shape):
+                            raise DatasetReadError(f"{path}: frame shape {img.shape}, features say {tuple(shape)}")
+                        if transform is not None:
+                            img = transform(img)
+                        if not out:
+                            out.append(np.empty((len(order), *img.shape), dtype=img.dtype))
+                        out[0][row] = img
                         found[row] = True
                     j += 1
 

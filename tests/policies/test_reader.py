@@ -228,3 +228,20 @@ def test_batches(ours: Path, lerobot_written: Path) -> None:
     assert batch[FRONT].shape == (sum(LENGTHS), 3, 64, 96) and batch[FRONT].dtype == torch.float32
     assert 0.0 <= float(batch[FRONT].min()) and float(batch[FRONT].max()) <= 1.0
     assert batch["action_is_pad"].sum() == len(LENGTHS) * (1 + 2)  # the last 2 frames of each episode pad 2 + 1
+
+
+def test_frames_transformed_as_decoded(lerobot_written: Path) -> None:
+    """``frames(..., transform)`` gives what decoding whole and transforming after gives, per frame, at the
+    transform's size (training shrinks 640x480 episodes this way without holding them at full size), and does not
+    touch the cache of untransformed frames."""
+    from policies.features import resize_image
+
+    reader = EpisodeReader(lerobot_written)
+    for ep in range(reader.num_episodes):
+        shrunk = reader.frames(ep, FRONT, lambda rgb: resize_image(rgb, (16, 24)))
+        full = reader.frames(ep, FRONT)
+        assert full.shape == (LENGTHS[ep], 64, 96, 3) and shrunk.shape == (LENGTHS[ep], 16, 24, 3)
+        np.testing.assert_array_equal(shrunk, np.stack([resize_image(f, (16, 24)) for f in full]))
+        assert reader.frames(ep, FRONT) is full  # the full-size frames are the cached ones
+        # the content is the recorded one: gray level = frame index, green = episode (lossy video: a tolerance)
+        assert np.abs(shrunk[..., 0].mean(axis=(1, 2)) - [front_level(i) for i in range(LENGTHS[ep])]).max() < 6
