@@ -22,7 +22,8 @@ did before (a calibration leaves it where it fell with torque off). A calibratio
 person holds it); it starts again at the next session.
 
 Everything that changes a world happens in the follower world's physics steps (post-step hooks, under its lock), so
-the pty server threads only notice and note.
+the pty server threads only notice and note; the expert thinks in a thread of its own (``threaded``, the default:
+``ExpertLeader(threaded=True)``), so that its long plans do not run at the physics thread's raised priority.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ServedRig:
         rate_hz: float = 30.0,
         session_gap_s: float = SESSION_GAP_S,
         sweep_s: float = SWEEP_S,
+        threaded: bool = True,
         wire_time: bool = True,
         realtime: bool = False,
         out: Callable[[str], object] | None = None,
@@ -85,7 +87,9 @@ class ServedRig:
         self.leader_person: ServedPerson | None = None
         if leader:
             seed = arm.seed + 1 if leader_seed is None else leader_seed
-            self.leader = ExpertLeader(arm, seed=seed, rate_hz=rate_hz, uncalibrated=not leader_calibrated)
+            self.leader = ExpertLeader(
+                arm, seed=seed, rate_hz=rate_hz, uncalibrated=not leader_calibrated, threaded=threaded
+            )
             self.leader_tap = BusTap(self.leader.sim.bus)
             self.leader_person = ServedPerson(
                 self.leader.sim,

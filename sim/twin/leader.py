@@ -9,17 +9,23 @@ The leader is a ``SimulatedSO101`` in its own ``World("so101")`` (the arm alone)
 torque stays off (``Arm.configure`` for a leader) and its joints are moved kinematically by its ``hand``. The expert
 watches the follower's world (privileged: cube poses, and the follower's joints) and its goals, in LeRobot units,
 become the leader's joint angles (``lerobot_to_qpos``), updated at ``rate_hz`` of the follower's simulated time (a
-post-step hook of the follower's world); ``play(actions, fps)`` replays a recorded leader's actions instead. The
-leader's world time is kept with the follower's, so its servos' clocks agree. Without an episode (``stop()``), the
+post-step hook of the follower's world); ``play(actions, fps)`` replays a recorded leader's actions instead.
+``threaded=True`` (a leader served in real time) computes the goals in a thread of their own, on a snapshot of the
+follower's world, so that the expert's occasional long plans (~0.3 s of IK) neither hold the world's lock nor run at
+the physics thread's raised priority, where they would starve the kernel's tty workers. The leader's world time is
+kept with the follower's, so its servos' clocks agree. Without an episode (``stop()``), the
 hand keeps the leader where it is (``home()`` moves it to the calibration pose).
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from sim import tasks as T
 from sim.expert.script import ScriptedExpert
+from sim.expert.state import ExpertState
 from sim.twin.physics import World
 from sim.twin.so101 import SimulatedSO101
 from sim.twin.world import JOINT_NAMES, lerobot_to_qpos, qpos_to_lerobot
@@ -34,6 +40,7 @@ class ExpertLeader:
         name: str | None = None,
         rate_hz: float = 30.0,
         uncalibrated: bool = True,
+        threaded: bool = False,
     ):
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be positive, got {rate_hz!r}")
@@ -47,6 +54,13 @@ class ExpertLeader:
         self._ranges = [self.sim.joint_range(j) for j in JOINT_NAMES]
         self.home()
         self._sync_time()
+        self.threaded = bool(threaded)
+        self._tick = threading.Event()
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        if self.threaded:
+            self._worker = threading.Thread(target=self._work, name="ExpertLeader", daemon=True)
+            self._worker.start()
         follower.world.add_post_step(self._on_step)
 
     @property
@@ -107,16 +121,48 @@ class ExpertLeader:
             self._next = t + 1.0 / self.rate_hz
         expert = self.expert
         if expert is not None:
-            joints = qpos_to_lerobot(self.follower.joint_angles())
-            goal = expert.act(world.data, t - self._t0, joints)
-            with self.sim.world.lock:  # stop() from another thread (a served calibration) wins over this goal
-                if self.expert is expert:
-                    self.hold_angles(self.goal_to_angles(goal))
+            if self.threaded:
+                self._tick.set()
+            else:
+                self._act(expert, world.data, t, qpos_to_lerobot(self.follower.joint_angles()))
         self._sync_time()
+
+    def _act(self, expert: ScriptedExpert | _Replay, data: object, t: float, joints: np.ndarray) -> None:
+        goal = expert.act(data, t - self._t0, joints)
+        with self.sim.world.lock:  # stop() from another thread (a served calibration) wins over this goal
+            if self.expert is expert:
+                self.hold_angles(self.goal_to_angles(goal))
+
+    def _work(self) -> None:
+        """``threaded``: the expert thinks here, at normal priority and outside the follower world's lock, on a
+        snapshot of the world taken at each tick; the physics thread only says when a tick is due."""
+        world = self.follower.world
+        while True:
+            self._tick.wait()
+            self._tick.clear()
+            if self._closed:
+                return
+            expert = self.expert
+            if expert is None:
+                continue
+            with world.lock:
+                t = world.time
+                joints = qpos_to_lerobot(self.follower.joint_angles())
+                state = (
+                    ExpertState.from_mjdata(world.model, world.data, joints)
+                    if not isinstance(expert, _Replay)
+                    else None
+                )
+            self._act(expert, state, t, joints)
 
     def close(self) -> None:
         self.stop()
         self.follower.world.remove_post_step(self._on_step)
+        if self._worker is not None:
+            self._closed = True
+            self._tick.set()
+            self._worker.join()
+            self._worker = None
         self.sim.close()
 
 

@@ -18,6 +18,7 @@ from sim.twin.served_person import PAUSE_S, ServedPerson
 from sim.twin.so101 import SimulatedSO101
 from sim.twin.world import JOINT_NAMES, qpos_to_lerobot
 from tests.conftest import require
+from tests.simarm import wait_until
 
 mujoco = require("mujoco", "sim")
 
@@ -98,7 +99,7 @@ def goals(bus: FeetechBus, arm: SimulatedSO101) -> None:
 def test_the_leader_follows_the_expert_while_a_client_teleoperates():
     arm = SimulatedSO101(seed=0, uncalibrated=False)
     spec = scene_spec(0, "pick", "red")
-    with ServedRig(arm, leader=True, spec=spec, leader_calibrated=True, session_gap_s=0.5) as rig:
+    with ServedRig(arm, leader=True, spec=spec, leader_calibrated=True, session_gap_s=0.5, threaded=False) as rig:
         leader = rig.leader
         home = leader.joints_lerobot()
         with FeetechBus(rig.leader_path) as lb:  # the leader reads as a calibrated leader, at the calibration pose
@@ -135,7 +136,7 @@ def test_a_leader_replays_recorded_actions_and_calibrates_mid_session():
     actions = np.zeros((90, 6))
     actions[:, 0] = 30 * np.sin(t)  # shoulder_pan swings
     actions[:, 5] = 20 + 10 * t  # the gripper opens
-    with ServedRig(arm, leader=True, replay=actions, replay_fps=30) as rig:
+    with ServedRig(arm, leader=True, replay=actions, replay_fps=30, threaded=False) as rig:
         leader = rig.leader
         with FeetechBus(rig.follower_path) as fb:
             goals(fb, arm)
@@ -147,3 +148,22 @@ def test_a_leader_replays_recorded_actions_and_calibrates_mid_session():
         got = calibrate(rig.leader_path, leader.sim, rig.leader_person)  # a calibration takes the leader over
         assert leader.expert is None
     assert got == factory(leader.sim)
+
+
+def test_a_threaded_leader_thinks_outside_the_physics_step():
+    """The served default: the expert's goals come from a thread of their own, on a snapshot of the world."""
+    arm = SimulatedSO101(seed=0, uncalibrated=False)
+    with ServedRig(arm, leader=True, spec=scene_spec(0, "pick", "red"), leader_calibrated=True) as rig:
+        leader = rig.leader
+        assert leader.threaded and leader._worker.is_alive()
+        home = leader.joints_lerobot()
+        with FeetechBus(rig.follower_path) as fb:
+            goals(fb, arm)
+            moved = False
+            for _ in range(300):  # up to 10 s of simulated time, 1/30 s at a time
+                arm.clock.sleep(1 / 30)
+                if wait_until(lambda: np.abs(leader.joints_lerobot() - home).max() > 5, timeout=0.2):
+                    moved = True
+                    break
+        assert moved and rig.sessions == 1
+    assert leader._worker is None  # closed: the thread was joined
