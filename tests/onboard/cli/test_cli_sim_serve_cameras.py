@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import require
@@ -33,7 +34,8 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 class Served:
-    """`onboard sim serve ...` in a child process: its pty, its stderr lines and its stdout JSON events."""
+    """`onboard sim serve ...` in a child process: its pty (and the leader's), its stderr lines and its stdout JSON
+    events."""
 
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
@@ -45,6 +47,7 @@ class Served:
             env=ENV,
         )
         self.pty = self.proc.stdout.readline().strip()
+        self.leader = self.proc.stdout.readline().strip() if "--leader" in args else None  # the line after
         self.events: list[dict] = []
         self.stderr: list[str] = []
         self.success = threading.Event()
@@ -211,3 +214,48 @@ def test_onboard_run_picks_the_red_cube_on_the_served_twin_in_real_time(tmp_path
     assert summary["stopped_by"] == "user" and summary["ticks"] > 30
     assert summary["no_frame_ticks"] == 0 and summary["failures"] == 0 and summary["safety_stop"] is None
     assert summary["chunks"] > 3  # the policy, fed by the served cameras, kept acting
+
+
+def test_onboard_record_records_the_served_cameras_while_the_served_leader_drives(tmp_path):
+    """`onboard record` against the served rig as against a real one: follower and leader on their ptys, the cameras
+    by name; the dataset's videos are the served twin's cameras at their size, seeing the arm move."""
+    from policies.dataset.reader import EpisodeReader
+
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    cal = tmp_path / "calibration"
+    served = Served(
+        *("--calibrated", "--robot.id=f", f"--robot.calibration_dir={cal}", "--leader", "--leader.id=l"),
+        *(f"--leader.calibration_dir={cal}", "--sim.task=pick", "--sim.color=red", f"--cameras.prefix={prefix}"),
+        *("--cameras.width=128", "--cameras.height=96", "--duration=200"),
+    )
+    try:
+        leader = served.leader
+        assert served.pty.startswith("/dev/pts/") and leader.startswith("/dev/pts/"), served.stderr
+        served_names(served)
+        root = tmp_path / "dataset"
+        cameras = f"{{front: {{type: sim, name: {prefix}.front}}, wrist: {{type: sim, name: {prefix}.wrist}}}}"
+        record = subprocess.run(
+            [
+                *(sys.executable, "-m", "onboard", "record", f"--robot.port={served.pty}", "--robot.id=f"),
+                *(f"--robot.calibration_dir={cal}", f"--teleop.port={leader}", "--teleop.id=l"),
+                *(f"--teleop.calibration_dir={cal}", f"--robot.cameras={cameras}", f"--dataset.root={root}"),
+                *("--dataset.num_episodes=1", "--dataset.episode_time_s=4", "--dataset.reset_time_s=0"),
+                "--dataset.single_task=pick up the red cube",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=170,
+            cwd=ROOT,
+            env=ENV,
+            stdin=subprocess.DEVNULL,
+        )
+        assert record.returncode == 0, record.stderr[-3000:]
+    finally:
+        served.stop()
+    reader = EpisodeReader(root, cache_frames=False)
+    assert reader.num_episodes == 1 and 60 <= reader.episode(0).length <= 121  # 4 s at 30 Hz
+    for key in ("observation.images.front", "observation.images.wrist"):
+        assert reader.camera_shape(key) == (96, 128, 3)  # the served size, not the policy's
+        frames = reader.frames(0, key)
+        moved = np.abs(frames[-1].astype(int) - frames[0].astype(int)).max(axis=2) > 30
+        assert frames.std() > 10 and moved.mean() > 0.005, key  # pictures of the arm moving, not a still
