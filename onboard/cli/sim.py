@@ -275,9 +275,9 @@ def _check_leader(cfg: ServeConfig) -> None:
 @contextlib.contextmanager
 def _served_rig(arm, cfg: ServeConfig) -> Iterator[object]:
     """The follower (and, with --leader, the leader) on ptys, each with a simulated person who answers a calibration
-    (sim.rigs.served); prints the paths on stdout, the follower's first."""
-    from sim.rigs.follower import scene_spec
-    from sim.rigs.served import ServedRig
+    (sim.rigs.served); prints the paths on stdout, the follower's first. With --realtime (the default) the kernel's
+    tty workers run raised while it serves (sim.realtime.KernelTtyPriority, where permitted)."""
+    from sim.realtime import KernelTtyPriority
 
     lead = cfg.leader
     replay, fps = None, 30.0
@@ -288,7 +288,23 @@ def _served_rig(arm, cfg: ServeConfig) -> Iterator[object]:
         if not 0 <= lead.episode < reader.num_episodes:
             raise OptionError(f"--leader.episode must be within 0..{reader.num_episodes - 1} for {lead.dataset}")
         replay, fps = reader.episode(lead.episode).action, float(reader.fps)
-    with ServedRig(
+    with contextlib.ExitStack() as stack:
+        if cfg.realtime:
+            stack.enter_context(KernelTtyPriority())
+        rig = stack.enter_context(_rig(arm, cfg, replay, fps))
+        print(rig.follower_path, flush=True)
+        if rig.leader is not None:
+            print(rig.leader_path, flush=True)
+            _leader_lines(rig, lead, replay is not None)
+        yield rig
+
+
+def _rig(arm, cfg: ServeConfig, replay, fps: float):
+    from sim.rigs.follower import scene_spec
+    from sim.rigs.served import ServedRig
+
+    lead = cfg.leader
+    return ServedRig(
         arm,
         leader=lead.serve,
         spec=scene_spec(cfg.sim.seed, cfg.sim.task, cfg.sim.color),
@@ -299,25 +315,25 @@ def _served_rig(arm, cfg: ServeConfig) -> Iterator[object]:
         wire_time=cfg.wire_time,
         realtime=cfg.realtime,
         out=lambda text: print(text, file=sys.stderr, flush=True),
-    ) as rig:
-        print(rig.follower_path, flush=True)
-        if rig.leader is not None:
-            print(rig.leader_path, flush=True)
-            if lead.id is not None:
-                from robot.arm_config import calibration_file
-                from robot.calibration import MotorCalibration, save_calibration
+    )
 
-                path = calibration_file("so101_leader", lead.id, lead.calibration_dir)
-                cal = rig.leader.sim.factory_calibration()
-                save_calibration(path, {j: MotorCalibration(**c) for j, c in cal.items()})
-                print(f"calibration of the served leader: {path}", file=sys.stderr, flush=True)
-            what = f"replays {lead.dataset} episode {lead.episode}" if replay is not None else "follows the expert"
-            print(
-                f"leader SO-101 on {rig.leader_path} (torque off; while a client teleoperates it {what})",
-                file=sys.stderr,
-                flush=True,
-            )
-        yield rig
+
+def _leader_lines(rig, lead: ServedLeader, replaying: bool) -> None:
+    """Write the leader's calibration file (--leader.id) and say what moves the leader."""
+    if lead.id is not None:
+        from robot.arm_config import calibration_file
+        from robot.calibration import MotorCalibration, save_calibration
+
+        path = calibration_file("so101_leader", lead.id, lead.calibration_dir)
+        cal = rig.leader.sim.factory_calibration()
+        save_calibration(path, {j: MotorCalibration(**c) for j, c in cal.items()})
+        print(f"calibration of the served leader: {path}", file=sys.stderr, flush=True)
+    what = f"replays {lead.dataset} episode {lead.episode}" if replaying else "follows the expert"
+    print(
+        f"leader SO-101 on {rig.leader_path} (torque off; while a client teleoperates it {what})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class _SceneJudge:

@@ -31,17 +31,27 @@ NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_rol
 
 
 class Served:
-    """`onboard sim serve` in a subprocess: its two pty paths, and its stderr lines as they come."""
+    """`onboard sim serve` in a subprocess: its two pty paths, its stderr lines as they come and the JSON events it
+    prints on stdout (the scene's judge: ``{"event": "success", ...}``)."""
 
     def __init__(self, *flags: str, env: dict[str, str]):
         cmd = [sys.executable, "-m", "onboard", "sim", "serve", "--no-cameras", *flags]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
+        self.events: list[dict] = []
         self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
         self.follower = self.proc.stdout.readline().strip()
         self.leader = self.proc.stdout.readline().strip() if "--leader" in flags else None
         assert self.follower.startswith("/dev/pts/"), self.text()
+        threading.Thread(target=self._read_events, daemon=True).start()
+
+    def _read_events(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                with self._changed:
+                    self.events.append(json.loads(line))
+                    self._changed.notify_all()
 
     def _read(self) -> None:
         for line in self.proc.stderr:
@@ -164,16 +174,20 @@ def arms(served: Served, folder: Path) -> list[str]:
     ]
 
 
-def test_lerobot_teleoperate_runs_the_follower_from_the_served_leader(served, env, calibrated, tmp_path):
+def test_lerobot_teleoperate_picks_the_cube_from_the_served_leader(served, env, calibrated, tmp_path):
+    """The first teleoperation session of the served rig: the expert at the leader picks the red cube through
+    LeRobot's loop (read the leader, write the follower), and the served scene's judge says so."""
     mark = len(served.lines)
-    cmd = [lerobot_tool("lerobot-teleoperate"), *arms(served, calibrated), "--fps=30", "--teleop_time_s=4"]
+    cmd = [lerobot_tool("lerobot-teleoperate"), *arms(served, calibrated), "--fps=30", "--teleop_time_s=12"]
     proc = subprocess.run(
         [*cmd, "--display_data=false"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=150
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     loops = proc.stdout.count("Teleop loop time")
-    assert loops >= 60, proc.stdout[-2000:]  # 4 s at 30 Hz: about 120
-    served.wait_for("teleoperation session", after=mark, timeout=1)  # it wrote goals: the expert moved the leader
+    assert loops >= 180, proc.stdout[-2000:]  # 12 s at 30 Hz: about 360
+    served.wait_for("teleoperation session 1:", after=mark, timeout=1)  # it wrote goals: the expert moved the leader
+    success = [e for e in served.events if e["event"] == "success"]
+    assert success and success[0]["task"] == "pick" and success[0]["color"] == "red", served.events
 
 
 def test_lerobot_record_records_the_follower_following_the_served_leader(served, env, calibrated, tmp_path):
