@@ -144,10 +144,30 @@ def check_dataset_fits(
     return fitted
 
 
+def centre_crop(rgb: np.ndarray, aspect: tuple[int, int]) -> np.ndarray:
+    """The centre of ``rgb`` (H, W, ...) at the aspect ratio ``aspect`` (H, W): a wider frame loses its sides, a
+    taller one its top and bottom (a view, no copy)."""
+    rh, rw = rgb.shape[:2]
+    h, w = aspect
+    if rh * w == rw * h:
+        return rgb
+    if rw * h > rh * w:
+        cw = max(1, round(rh * w / h))
+        x0 = (rw - cw) // 2
+        return rgb[:, x0 : x0 + cw]
+    ch = max(1, round(rw * h / w))
+    y0 = (rh - ch) // 2
+    return rgb[y0 : y0 + ch]
+
+
 def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> ``size`` (H, W): OpenCV's area filter shrinking (linear growing), nearest pixels without
-    OpenCV; the same resize `onboard run` gives a camera frame before a policy of one exact size."""
+    """(H, W, 3) uint8 -> ``size`` (H, W): the centre at the model's aspect ratio (``centre_crop``), then OpenCV's area
+    filter shrinking (linear growing), nearest pixels without OpenCV. The one resize of training and of `onboard run`
+    (a camera frame before a policy of one exact size). Cropping, not squeezing: a camera of the same vertical field
+    of view at 4:3 sees the square view plus its sides (the twin renders every size so), and a squeezed scene is one
+    the model never saw (the bundled model picks nothing from squeezed 640x480 frames and picks from cropped ones)."""
     h, w = size
+    rgb = centre_crop(rgb, size)
     if rgb.shape[:2] == (h, w):
         return rgb
     try:
@@ -157,4 +177,4 @@ def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         xs = (np.arange(w) * rgb.shape[1] / w).astype(np.intp)
         return np.ascontiguousarray(rgb[ys][:, xs])
     interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (w, h), interpolation=interp)
+    return cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=interp)

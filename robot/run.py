@@ -36,6 +36,7 @@ import numpy as np
 from hardware.camera import Frame
 from hardware.feetech.errors import FeetechError
 from policies.base import STATE_KEY, TASK_KEY
+from policies.features import resize_image
 from policies.runtime import AsyncRunner
 from robot.arm_config import ArmConfig
 from robot.controls import RecordControls, RunControls
@@ -116,22 +117,6 @@ def check_cameras(policy_cameras: tuple[str, ...] | None, robot_cameras: Mapping
     return tuple(policy_cameras)
 
 
-def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> ``size`` (H, W): OpenCV's area/linear resize when it is there, else nearest pixels."""
-    h, w = size
-    if rgb.shape[:2] == (h, w):
-        return rgb
-    try:
-        import cv2
-
-        interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
-        return cv2.resize(rgb, (w, h), interpolation=interp)
-    except ImportError:
-        ys = (np.arange(h) * rgb.shape[0] / h).astype(np.intp)
-        xs = (np.arange(w) * rgb.shape[1] / w).astype(np.intp)
-        return np.ascontiguousarray(rgb[ys][:, xs])
-
-
 def _ms(samples) -> dict[str, float]:
     a = np.asarray(list(samples), dtype=np.float64) * 1e3
     if a.size == 0:
@@ -187,7 +172,7 @@ class _Run:
                 return
             rgb = frame.rgb
             if self.loaded.exact_size and self.loaded.image_size is not None:
-                rgb = _resize(rgb, self.loaded.image_size)
+                rgb = resize_image(rgb, self.loaded.image_size)  # as training resized the dataset's
             obs[IMAGE_PREFIX + name] = rgb
         self.action = self.runner.action_for(r.t, obs)
 

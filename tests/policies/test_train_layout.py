@@ -166,19 +166,24 @@ def test_cuda_asked_for_without_one_is_a_clear_error_before_anything_is_written(
 
 
 def test_training_resizes_a_frame_as_onboard_run_does():
-    from policies.features import resize_image
-    from robot.run import _resize
+    import robot.run
+    from policies.features import centre_crop, resize_image
 
+    assert robot.run.resize_image is resize_image  # one resize for the dataset's frames and a camera's
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    ours = resize_image(frame, (96, 96))
-    assert ours.shape == (96, 96, 3) and np.array_equal(ours, _resize(frame, (96, 96)))
-    small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    assert np.array_equal(resize_image(small, (96, 96)), _resize(small, (96, 96)))  # growing: linear, both ways
+    ours = resize_image(frame, (96, 96))  # a 4:3 camera: its centre 480x480, shrunk; never squeezed
+    assert ours.shape == (96, 96, 3) and np.array_equal(ours, resize_image(frame[:, 80:560], (96, 96)))
+    assert centre_crop(frame, (96, 96)).shape == (480, 480, 3) and centre_crop(frame, (3, 4)) is frame
+    assert centre_crop(frame[:, :300], (1, 1)).shape == (300, 300, 3)  # taller than wide: top and bottom go
+    small = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    assert resize_image(small, (96, 96)).shape == (96, 96, 3)  # growing: linear
     # the area filter averages: a frame of 5x5-pixel blocks shrunk 5 times gives each block its own value
     flat = np.repeat(np.repeat(np.arange(96 * 96, dtype=np.uint8).reshape(96, 96), 5, 0), 5, 1)[:480, :480]
     flat = np.stack([flat] * 3, -1)
     assert np.array_equal(resize_image(flat, (96, 96)), flat[::5, ::5])
+    wide = np.concatenate([np.zeros((480, 80, 3), np.uint8), flat, np.full((480, 80, 3), 255, np.uint8)], axis=1)
+    assert np.array_equal(resize_image(wide, (96, 96)), flat[::5, ::5])  # the sides are cut, not blended in
 
 
 class SeesFrames:
