@@ -7,10 +7,11 @@ time a scheduler wake-up late; polling from the start, as LeRobot's bus and Feet
 once but keeps a core busy for the whole round trip. ``ReplyReader`` does neither:
 
 1. it looks once (an instant emulator has answered already, inside ``write``);
-2. it sleeps until the replies are due (``ReplyWait.wake_at``);
-3. it polls the port's input count for at most ``poll_s``, yielding the core between looks: a tty's bytes reach its
-   reader through a kernel worker (the flip buffer), which a reader spinning on that core would hold back (measured
-   on the 2-core machine under load: a 300 us poll that did not yield saw the replies only when it gave up);
+2. it sleeps until the replies are due (``ReplyWait.wake_at``), with the thread's timer slack at 1 us
+   (``fine_timer_slack``: Linux otherwise ends a sleep up to 50 us late);
+3. it polls the port's input count for at most ``poll_s`` (50 us): short, because a tty's bytes reach their reader
+   through a kernel worker (the flip buffer) that a reader spinning on the worker's core holds back (measured on the
+   2-core machine under load: a 300 us poll saw the replies only when it gave up; ``yield_cpu`` yields between looks);
 4. then it falls back to a blocking read until the transaction's deadline, which is the same as ever
    (``FeetechBus.timeout_for``: wire time + the longest return delays + ``latency_s``).
 
@@ -27,8 +28,11 @@ time. Failed transactions teach it nothing.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +41,8 @@ import serial
 
 from hardware.feetech.errors import BusTimeoutError, ChecksumError, MalformedPacketError, ProtocolError
 from hardware.feetech.protocol import PacketDecoder, StatusPacket
+
+PR_SET_TIMERSLACK = 29  # prctl(2)
 
 
 @dataclass
@@ -59,6 +65,23 @@ class BusStats:
         return asdict(self)
 
 
+_fine = threading.local()
+
+
+def fine_timer_slack() -> None:
+    """Ask Linux for 1 us of timer slack on the calling thread (once per thread; elsewhere nothing): its sleeps then
+    end within microseconds of when they were asked to, instead of up to the default 50 us later."""
+    if getattr(_fine, "done", False):
+        return
+    _fine.done = True
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(1000), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
 # where ReplyReader.collect is: the look right after the write, sleeping, the first look after the sleep, polling
 FIRST, SLEEP, WOKEN, POLL = "first", "sleep", "woken", "poll"
 
@@ -68,14 +91,25 @@ class ReplyWait:
 
     ``poll_s``: how long to poll after waking before falling back to a blocking read. ``oversleep``: the fraction of
     transactions meant to find their replies complete on waking (the rest poll). ``adapt=False`` keeps ``offset_s``.
+    ``yield_cpu``: yield the core between polls. ``fine_timers``: 1 us timer slack on the waiting thread.
     """
 
-    def __init__(self, *, poll_s: float = 300e-6, oversleep: float = 0.25, adapt: bool = True):
+    def __init__(
+        self,
+        *,
+        poll_s: float = 50e-6,
+        oversleep: float = 0.25,
+        adapt: bool = True,
+        yield_cpu: bool = False,
+        fine_timers: bool = True,
+    ):
         if poll_s < 0 or not 0 < oversleep < 1:
             raise ValueError(f"poll_s must be >= 0 and oversleep in (0, 1), got {poll_s} and {oversleep}")
         self.poll_s = float(poll_s)
         self.oversleep = float(oversleep)
         self.adapt = adapt
+        self.yield_cpu = yield_cpu
+        self.fine_timers = fine_timers
         self.offset_s = 0.0
         self.max_offset_s = 0.02  # FeetechBus sets its latency_s here
 
@@ -137,6 +171,8 @@ class ReplyReader:
                 wake = min(self.wait.wake_at(sent_at, due), deadline)
                 now = monotonic()
                 if wake > now:
+                    if self.wait.fine_timers:
+                        fine_timer_slack()
                     time.sleep(wake - now)
                 poll_end = monotonic() + self.wait.poll_s
                 phase = WOKEN
@@ -152,7 +188,8 @@ class ReplyReader:
                 if now >= deadline:
                     return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
                 if now < poll_end:
-                    os.sched_yield()  # a tty's bytes reach the reader through a kernel worker that may need this core
+                    if self.wait.yield_cpu:
+                        os.sched_yield()  # let a kernel worker on this core deliver the tty's bytes
                     continue
                 # the replies are late: block until they come or the deadline passes (whole milliseconds, so
                 # that a real port's timeout setting rarely changes)
