@@ -2,6 +2,7 @@
 on the wire, then briefly polling; the learned offset; timeouts as before. The real driver against the emulated bus
 (simbus://, wire-time model), with a port subclass that only records when it was asked."""
 
+import sys
 import time
 
 import pytest
@@ -129,3 +130,30 @@ def test_a_missing_reply_times_out_after_the_same_timeout_and_teaches_nothing():
             assert bus.stats.timeouts == 1
     finally:
         port.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timer slack is Linux's")
+def test_the_waiting_thread_sleeps_with_fine_timer_slack():
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_get_timerslack = 30
+    seen = {}
+
+    def worker():
+        libc.prctl(29, ctypes.c_ulong(50_000), 0, 0, 0)  # PR_SET_TIMERSLACK: Linux's default (a new thread inherits)
+        seen["before"] = libc.prctl(pr_get_timerslack, 0, 0, 0, 0)
+        port = serial_port("simbus://?ids=1-6&timing=wire")
+        try:
+            with FeetechBus(port) as bus:
+                bus.sync_read("Present_Position", IDS)  # sleeps until the replies are due
+        finally:
+            port.close()
+        seen["after"] = libc.prctl(pr_get_timerslack, 0, 0, 0, 0)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["before"] == 50_000
+    assert seen["after"] == 1_000
