@@ -214,6 +214,7 @@ CONVERTED = (
     "console",
     "find",
     "sim",
+    "serve",
     "train",
     "dataset",
     "bench",
