@@ -64,7 +64,8 @@ class RunCommand:
         metadata={
             "flag": "--robot.cameras",
             "metavar": "SPEC",
-            "help": f"real arm cameras named as the policy's (front, wrist for the bundled VLA), e.g. {CAMERA_EXAMPLE}",
+            "help": f"the arm's cameras named as the policy's (front, wrist for the bundled VLA), e.g. "
+            f"{CAMERA_EXAMPLE}; a served twin's: {{front: {{type: sim, name: front}}}} (`onboard sim serve` prints it)",
         },
     )
     policy_path: str = field(metadata={"flag": "--policy.path", "help": "bundle, LeRobot or VLA checkpoint folder"})
