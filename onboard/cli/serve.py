@@ -308,17 +308,13 @@ class _SceneJudge:
 def _lay_out_scene(arm, scene: ServedScene) -> _SceneJudge:
     """Lay out the scene of --sim.* as `onboard run --robot.port=sim` does (the arm at home, the cubes where the seed
     says), print it, and return its judge."""
-    import mujoco
 
     from sim.rigs.follower import SuccessJudge, scene_spec
 
     spec = scene_spec(scene.seed, scene.task, scene.color)
     world = arm.world
     with world.lock:
-        t = world.data.time
-        spec.reset(world.model, world.data)
-        world.data.time = t
-        mujoco.mj_forward(world.model, world.data)
+        spec.lay_out(world.model, world.data)
     print(
         f"scene: {spec.task} {spec.color} (--sim.seed {scene.seed}), instruction {spec.instruction!r}; a JSON line "
         "on stdout when the task is done",

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mujoco
 import numpy as np
 
 from robot.calibration import MotorCalibration, save_calibration
@@ -127,10 +126,7 @@ def build_sim_follower_rig(
         spec = scene_spec(seed, task, color, instruction)
         world = follower.world
         with world.lock:
-            t = world.data.time
-            spec.reset(world.model, world.data)  # the arm at home, the cubes where the seed says
-            world.data.time = t
-            mujoco.mj_forward(world.model, world.data)
+            spec.lay_out(world.model, world.data)  # the arm at home, the cubes where the seed says
         h, w = image_size
         cams = {name: RenderedCamera(world, name, height=h, width=w, fps=fps) for name in cameras}
     except BaseException:

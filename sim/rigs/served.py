@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import mujoco
 import numpy as np
 
 from hardware.feetech.protocol import InstructionPacket
@@ -173,10 +172,7 @@ class ServedRig:
 
     def _lay_out(self, spec: T.TaskSpec) -> None:
         world = self.arm.world
-        t = world.data.time
-        spec.reset(world.model, world.data)  # resets data.time
-        world.data.time = t
-        mujoco.mj_forward(world.model, world.data)
+        spec.lay_out(world.model, world.data)
         self.leader.stop()
         self.leader.home()
 

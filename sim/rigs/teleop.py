@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import mujoco
 import numpy as np
 
 from sim import tasks as T
@@ -73,10 +72,7 @@ class SimEpisodes:
         spec = self.spec_for(index)
         world = self.follower.world
         with world.lock:
-            t = world.data.time
-            spec.reset(world.model, world.data)  # resets data.time
-            world.data.time = t
-            mujoco.mj_forward(world.model, world.data)
+            spec.lay_out(world.model, world.data)
         self.leader.stop()
         self.leader.home()
         self.spec, self._prepared = spec, index

@@ -180,6 +180,15 @@ class TaskSpec:
         """Lay the scene out from ``seed`` (deterministic) with the arm at ``home``."""
         return self.definition.reset(model, data, np.random.default_rng(self.seed), config)
 
+    def lay_out(self, model: mujoco.MjModel, data: mujoco.MjData) -> Layout:
+        """``reset`` in a world whose time goes on (a served or recording twin: time never goes back, its servos' and
+        cameras' clocks read it): the arm at home and the cubes where the seed says, at the same ``data.time``."""
+        t = data.time
+        layout = self.reset(model, data)  # resets data.time
+        data.time = t
+        mujoco.mj_forward(model, data)
+        return layout
+
     def success(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
         return self.definition.success(model, data, self.color)
 
