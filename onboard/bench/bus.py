@@ -22,7 +22,6 @@ bytes. Feetech's SDK busy-polls while it waits, so its CPU time per op is close 
 
 from __future__ import annotations
 
-import gc
 import importlib
 import importlib.metadata
 import json
@@ -37,6 +36,8 @@ import serial
 from hardware.feetech import protocol as proto
 from hardware.feetech.bus import FeetechBus
 from onboard.bench.config import BusBenchConfig
+from onboard.bench.cores import pin_this_process, usable_cores
+from onboard.bench.measure import measure, percentile
 from onboard.bench.sysinfo import machine_info, machine_lines
 from onboard.cli.options import command_line
 from sim.process.bus import BusProcess
@@ -98,49 +99,17 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     verdict: dict[str, object] = field(default_factory=dict)
+    cores: dict[str, list[int]] = field(default_factory=dict)  # pty rows: the drivers' and the emulator's cores
+
+
+def _cores(pin: bool) -> dict[str, list[int]]:
+    usable = usable_cores()
+    if pin and len(usable) >= 2:
+        return {"drivers": usable[:-1], "emulator": usable[-1:]}
+    return {"drivers": usable, "emulator": usable}
 
 
 # ------------------------------------------------------------------------------------------------- measuring
-def measure(op: Callable[[], bool], n: int, warmup: int, pace_s: float = 0.0) -> tuple[list[int], float, int]:
-    """Run ``op`` ``warmup`` times, then ``n`` timed times, starting one at most every ``pace_s`` seconds (the wait
-    is a sleep, neither timed nor spinning). ``op`` returns False on a failed transaction.
-    Returns (latencies in ns, CPU ns per op of this process, failures)."""
-    perf = time.perf_counter_ns
-    pace_ns = int(pace_s * 1e9)
-    next_start = 0
-
-    def wait_turn() -> None:
-        if pace_ns:
-            left = next_start - perf()
-            if left > 0:
-                time.sleep(left / 1e9)
-
-    for _ in range(warmup):
-        wait_turn()
-        next_start = perf() + pace_ns
-        op()
-    gc.collect()
-    lat = [0] * n
-    errors = 0
-    cpu0 = time.process_time_ns()
-    for i in range(n):
-        wait_turn()
-        t0 = perf()
-        next_start = t0 + pace_ns
-        ok = op()
-        lat[i] = perf() - t0
-        if not ok:
-            errors += 1
-    cpu = (time.process_time_ns() - cpu0) / n
-    return lat, cpu, errors
-
-
-def percentile(sorted_values: list[int], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    k = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
-    return float(sorted_values[k])
-
-
 def make_row(driver: str, transport: str, timing: str, op: str, lat: list[int], cpu_ns: float, errors: int) -> Row:
     lat = sorted(lat)
     median = percentile(lat, 0.5) / 1e3
@@ -298,6 +267,7 @@ def _header(results: Results) -> str:
             f"wire-time limit at 1 Mbaud (10 bits/byte): SYNC_READ {READ_REQUEST} + {len(IDS)}x{6 + SIZE} bytes = "
             f"{WIRE_LIMIT_US['sync_read']:.0f} us; SYNC_WRITE {WRITE_REQUEST} bytes = "
             f"{WIRE_LIMIT_US['sync_write']:.0f} us",
+            f"cores:   pty rows: drivers on {results.cores['drivers']}, the emulator on {results.cores['emulator']}",
         ]
     )
 
@@ -328,6 +298,7 @@ def main(cfg: BusBenchConfig) -> int:
         argv=list(sys.argv),
         machine=machine_info(),
         wire_limit_us=dict(WIRE_LIMIT_US),
+        cores=_cores(cfg.pin),
     )
     print(_header(results), flush=True)
     print("measuring ...", flush=True)
@@ -349,21 +320,27 @@ def main(cfg: BusBenchConfig) -> int:
             continue
         third_party.append((driver, fn))
 
-    # The pty servers run in child processes, as a real bus is a separate device (sim/process/bus.py).
+    # The pty servers run in child processes, as a real bus is a separate device (sim/process/bus.py), on a core of
+    # their own where there are two (they inherit the mask they start with; the drivers then get the other cores).
     servers = {
         "wire": BusProcess(IDS, wire_time=True, boost=EMULATOR_BOOST),
         "instant": BusProcess(IDS, wire_time=False, boost=EMULATOR_BOOST),
     }
+    usable = usable_cores()
     try:
+        if results.cores["emulator"] != usable:
+            pin_this_process(results.cores["emulator"])
         for server in servers.values():
             server.start()
     except (OSError, RuntimeError) as exc:
+        pin_this_process(usable)
         for server in servers.values():
             server.stop()
         for driver in (ONBOARD, *(d for d, _ in third_party)):
             results.skipped.append({"driver": driver, "reason": f"pty rows skipped: {exc}"})
     else:
         try:
+            pin_this_process(results.cores["drivers"])
             for timing in ("wire", "instant"):
                 transport = PTY
                 path = servers[timing].path
@@ -374,6 +351,7 @@ def main(cfg: BusBenchConfig) -> int:
                     except Exception as exc:  # a third-party stack failing is a finding, not a crash
                         results.skipped.append({"driver": driver, "reason": f"{timing}: {type(exc).__name__}: {exc}"})
         finally:
+            pin_this_process(usable)
             for server in servers.values():
                 server.stop()
 

@@ -22,6 +22,12 @@ class BusBenchConfig:
     """`onboard bench bus`."""
 
     n: int = _opt(2000, "round trips per measurement")
+    pin: bool = _opt(
+        True,
+        "run the pty emulator and the drivers wherever the scheduler puts them (default: the emulator on the last "
+        "core, the drivers on the others, as a bus is a device of its own)",
+        flag="--no-pin",
+    )
     json: str | None = _opt(None, "also write the results to this JSON file")
 
     def __post_init__(self) -> None:

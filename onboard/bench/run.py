@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from onboard.bench.config import RunBenchConfig
+from onboard.bench.cores import pin_this_process, split_cores
 from onboard.bench.run_cameras import MjpegCamera, MjpegStream, RawCamera
 from onboard.bench.run_meter import BusMeter, MeteredPolicy, metered
 from onboard.bench.sysinfo import machine_info, machine_lines
@@ -43,23 +44,6 @@ from policies.runtime import percentiles
 
 ROBOT_ID = "bench_run"
 CAMERAS = ("front", "wrist")
-
-
-def split_cpus(n: int) -> tuple[list[int], list[int]]:
-    """(this process's cores, the twin's): the first ``n`` usable cores, and the rest (all of them if none is left)."""
-    usable = sorted(os.sched_getaffinity(0))
-    if n > len(usable):
-        raise ValueError(f"--cpus {n}: only {len(usable)} cores are usable here ({usable})")
-    return usable[:n], usable[n:] or usable
-
-
-def pin_this_process(cpus: list[int]) -> None:
-    """Every thread of this process (and those it starts later, which inherit the mask) onto ``cpus``."""
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except ProcessLookupError:  # a thread that has just ended
-            pass
 
 
 def _pinned(cpus: list[int], argv: list[str]) -> list[str]:
@@ -181,12 +165,13 @@ def main(cfg: RunBenchConfig) -> int:
     from policies.bundle import BUNDLED
     from robot.arm_config import ArmConfig
     from robot.clock import WallClock
+    from robot.errors import RobotError
     from robot.policy_loader import load_policy
     from robot.rig import Rig
     from robot.run import RunConfig, run_policy
     from sim.rigs.follower import scene_spec
 
-    loop_cpus, twin_cpus = split_cpus(cfg.cpus)
+    loop_cpus, twin_cpus = split_cores(cfg.cpus)
     threads = cfg.threads if cfg.threads is not None else cfg.cpus
     policy_path = cfg.policy_path or str(BUNDLED)
     instruction = scene_spec(cfg.seed, cfg.task, cfg.color).instruction
@@ -227,11 +212,15 @@ def main(cfg: RunBenchConfig) -> int:
             )
             bus = BusMeter()
             cpu0 = time.process_time()
+            failure = None
+            run_config = RunConfig(task=instruction, fps=cfg.fps, duration_s=cfg.duration, status_every_s=0)
             with metered(bus) as capture:
-                summary = run_policy(
-                    rig, loaded, RunConfig(task=instruction, fps=cfg.fps, duration_s=cfg.duration, status_every_s=0),
-                    robot=arm,
-                )  # fmt: skip
+                try:
+                    summary = run_policy(rig, loaded, run_config, robot=arm)
+                except RobotError as exc:  # e.g. the twin stopped answering: report what was measured up to then
+                    if capture.loop is None or not capture.loop.stats.ticks:
+                        raise  # nothing measured: the command's error line says why
+                    failure, summary = f"{type(exc).__name__}: {exc}", {"stopped_by": "error"}
             process_cpu = time.process_time() - cpu0
         finally:
             if stream is not None:
@@ -276,12 +265,13 @@ def main(cfg: RunBenchConfig) -> int:
         "judge": verdict,
     }
     report["run"] = {k: summary.get(k) for k in ("stopped_by", "safety_stop", "no_frame_ticks", "policy_errors")}
+    report["run"]["error"] = failure
     print()
     print(format_report(report))
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"wrote {cfg.json}")
-    return 0
+    return 1 if failure else 0
 
 
 # ------------------------------------------------------------------------------------------------------- report
@@ -327,6 +317,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"process CPU: {r['process_cpu']['seconds']:.1f} s = {100 * r['process_cpu']['share_of_granted']:.1f} % of "
         f"the {len(r['cpus']['loop'])} granted core(s)",
     ]
+    if r["run"]["error"]:
+        lines.append(f"the run stopped early: {r['run']['error']}")
     t = r["task"]
     if t["success"] is not None:
         verdict = "SUCCEEDED" if t["success"] else "did not succeed"

@@ -2,6 +2,7 @@
 scheduled as the benchmark schedules it for a user (no boost). Never asserts speed."""
 
 import json
+import os
 
 import sim  # noqa: F401  (registers simbus://)
 from onboard.bench import bus as bench_bus
@@ -17,6 +18,7 @@ def test_bench_bus_reports_every_row(tmp_path, capsys):
     require("lerobot.motors.feetech", "interop")
     require("scservo_sdk", "interop")
     assert bench_bus.EMULATOR_BOOST is False  # the default scheduling is what this test runs
+    usable = sorted(os.sched_getaffinity(0))
     out = tmp_path / "bench.json"
     assert main(BusBenchConfig(n=30, json=str(out))) == 0
     table = capsys.readouterr().out
@@ -74,3 +76,12 @@ def test_bench_bus_reports_every_row(tmp_path, capsys):
         }
         assert f"vs {driver}: {theirs['median_us']:.0f} us" in table
     assert f"pty wire-time SYNC_READ: onboard {ours['median_us']:.0f} us" in table
+
+    # the pty emulator on a core of its own where there are two, the drivers on the others; this process's mask back
+    assert sorted(os.sched_getaffinity(0)) == usable
+    cores = data["cores"]
+    if len(usable) >= 2:
+        assert cores == {"drivers": usable[:-1], "emulator": usable[-1:]}
+    else:
+        assert cores == {"drivers": usable, "emulator": usable}
+    assert f"drivers on {cores['drivers']}, the emulator on {cores['emulator']}" in table

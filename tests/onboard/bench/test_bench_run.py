@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from onboard.bench.run import STAGE_TEXT, split_cpus, stage_report
+from onboard.bench.cores import split_cores
+from onboard.bench.run import STAGE_TEXT, stage_report
 from onboard.bench.run_meter import MeteredPolicy, MeteredStageTimer
 from robot.clock import WallClock
 from tests.conftest import require
@@ -70,14 +71,14 @@ def test_bench_run_reports_the_loop_stages_and_the_task(tmp_path, camera):
     assert task["twin_camera_frames"] >= 1
 
 
-def test_split_cpus_gives_the_loop_the_first_cores_and_the_twin_the_rest():
+def test_split_cores_gives_the_loop_the_first_cores_and_the_twin_the_rest():
     usable = sorted(os.sched_getaffinity(0))
-    loop, twin = split_cpus(1)
+    loop, twin = split_cores(1)
     assert loop == usable[:1] and twin == (usable[1:] or usable)
-    loop, twin = split_cpus(len(usable))
+    loop, twin = split_cores(len(usable))
     assert loop == usable and twin == usable  # nothing left: the twin shares
     with pytest.raises(ValueError, match="cores are usable"):
-        split_cpus(len(usable) + 1)
+        split_cores(len(usable) + 1)
 
 
 def test_stage_report_splits_read_and_write_into_bus_and_safety():
