@@ -192,7 +192,7 @@ class FeetechBus(ServoAssembly):
             self.stats.transactions += 1
             if expect:  # stale bytes (a late reply to an earlier request) must not be taken as ours
                 port.reset_input_buffer()
-            port.write(packet)
+            self._reader.write(port, packet)
             if not expect:
                 return {}
             sent_at = time.monotonic()
