@@ -10,8 +10,9 @@ policy's input, with what the loop side spends on them measured. One interface (
   decodes the newest when the loop asks and it is new (``cv2.imdecode``), converts BGR to RGB and resizes.
 
 Either way the decode and resize run inside ``read_latest``, i.e. in the loop's ``cameras`` stage, and each camera
-keeps its own ``wall_s``/``cpu_s`` per decoded frame. A stale or missing frame raises ``StaleFrameError`` as the real
-cameras do (the loop's ``CameraTap`` then hands over the last good frame).
+keeps its own ``wall_s``/``cpu_s`` per decoded frame (``connect`` decodes the first frame once, unmeasured, so that
+OpenCV's first-call allocations do not land in the loop's first tick). A stale or missing frame raises
+``StaleFrameError`` as the real cameras do (the loop's ``CameraTap`` then hands over the last good frame).
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class _Decoded:
         self.cpu_s: list[float] = []
         self.frame: Frame | None = None
 
+    def _warm_up(self) -> None:
+        """Decode and resize the first frame once, unmeasured: OpenCV's first call allocates (~50 ms), which a camera
+        does before the loop starts, not in its first tick."""
+        self.read_latest()
+        self.wall_s.clear()
+        self.cpu_s.clear()
+
     def _check_age(self, frame: Frame, max_age_s: float | None) -> Frame:
         age = time.monotonic() - frame.t_capture
         if max_age_s is not None and age > max_age_s:
@@ -85,6 +93,7 @@ class RawCamera(_Decoded):
 
     def connect(self) -> None:
         self.shm.connect()
+        self._warm_up()
 
     def read_latest(self, max_age_s: float | None = None) -> Frame:
         w0, c0 = time.perf_counter(), time.thread_time()
@@ -180,6 +189,7 @@ class MjpegCamera(_Decoded):
                     + ")"
                 )
             time.sleep(0.01)
+        self._warm_up()
 
     def read_latest(self, max_age_s: float | None = None) -> Frame:
         latest = self.stream.latest[self.k]
