@@ -11,7 +11,9 @@ Rows (same run, same emulator):
   ``GroupSyncRead``/``GroupSyncWrite``, unmodified, on the same ptys (with and without wire time), when installed.
 
 The pty server runs in a separate process (``sim.process.bus``), as a real bus is a separate device: a pause of the
-measuring process does not pause the "servos", and the CPU time per op is the driver stack's alone. In the in-process
+measuring process does not pause the "servos", and the CPU time per op is the driver stack's alone; with two or more
+cores it runs on the last one and the drivers on the others (``--no-pin``: wherever the scheduler puts them; on a
+loaded machine it then tends to land on a sleeping driver's core and preempt it at each request). In the in-process
 rows the emulator runs inside ``write()``, so their CPU time includes it.
 
 The wire-time limit is what the bytes alone take at 1 Mbaud, 10 bits per byte: SYNC_READ = request (14 bytes) +
