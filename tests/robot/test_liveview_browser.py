@@ -265,6 +265,7 @@ def test_live_view_in_headless_chromium(chromium, teleop, tmp_path):
             return (
                 set(s["cams"]) == {"front", "wrist"}
                 and all(c["loaded"] for c in s["cams"].values())
+                and all(" " in c["caption"] for c in s["cams"].values())  # the caption is set by the image's onload
                 and set(s["plots"]) == set(JOINTS)
                 and _page_time(s["status"]) >= 0
             )
