@@ -8,8 +8,11 @@ Each kind is a ``PolicyKind`` in one table (``register_policy_kind``); `onboard 
 (``policy_kind``): ``bundle.json`` -> "onnx", our ONNX export (``policies.onnx_policy.OnnxVLAPolicy``, torch-free); a
 LeRobot ``config.json`` with a ``"type"`` -> "lerobot" (``policies.lerobot_policy.LeRobotPolicy``: torch and
 lerobot); anything else -> "vla", our torch VLA checkpoint (``policies.vla.policy.VLAPolicy``). Backends are imported
-only when chosen, so an install without torch runs a bundle. The app registers kinds that robot/ cannot build itself:
-onboard/eval registers "expert", the scripted expert, which needs the simulation (``on_robot=False``, no folder).
+only when chosen, so an install without torch runs a bundle. A ``ws://host:port`` address instead of a folder is
+"remote": the policy served by `onboard serve-policy` (``policies.remote.RemotePolicy``; its cameras and image size
+come from the server's handshake; token: ``ONBOARD_POLICY_TOKEN``). The app registers kinds that robot/ cannot build
+itself: onboard/eval registers "expert", the scripted expert, which needs the simulation (``on_robot=False``, no
+folder).
 
 A folder is first resolved as LeRobot's training layout says (``policies.checkpoints.resolve_policy_folder``): a
 training run's folder (ours or `lerobot-train`'s), its ``checkpoints/last``, ``checkpoints/000050`` and
@@ -18,6 +21,7 @@ training run's folder (ours or `lerobot-train`'s), its ``checkpoints/last``, ``c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ from policies.base import Policy
 from policies.checkpoints import resolve_policy_folder
 from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
 from policies.lerobot_policy import is_lerobot_checkpoint
+from policies.remote.client import is_policy_url
 from robot.errors import RobotError
 
 
@@ -35,8 +40,9 @@ class PolicyKind:
     """A kind of policy (``--policy.type``). ``load(path, threads=..., **options) -> Policy`` builds one (``threads``:
     intra-op threads, None: the backend's default; ``options``: what a kind built by the app needs, e.g. the
     simulated env). ``detect(folder)``: True for a folder of this kind (None: never detected; the folder of no
-    detected kind is ``DEFAULT_KIND``). ``needs_path``: loaded from a folder. ``on_robot``: runs on a real arm
-    (`onboard run`); False for kinds that read the simulation. ``exact_size``: frames must have the trained size."""
+    detected kind is ``DEFAULT_KIND``; a ``ws://`` address is "remote"). ``needs_path``: loaded from a folder.
+    ``on_robot``: runs on a real arm (`onboard run`); False for kinds that read the simulation. ``exact_size``:
+    frames must have the trained size."""
 
     name: str
     load: Callable[..., Policy]
@@ -95,6 +101,8 @@ class LoadedPolicy:
 def policy_kind(path: str | Path) -> str:
     """The kind of a policy folder (after ``resolve_policy_folder``): the first registered kind whose ``detect``
     accepts it, else ``DEFAULT_KIND`` (module doc)."""
+    if is_policy_url(path):
+        return "remote"
     given = Path(path)
     if not given.exists():
         raise PolicyFileMissingError(f"--policy.path {given} does not exist")
@@ -112,6 +120,8 @@ def policy_kind(path: str | Path) -> str:
 def detect_policy_type(path: str | Path | None) -> str:
     """What ``--policy.type`` defaults to in `onboard eval`: ``policy_kind(path)``, or ``DEFAULT_KIND`` with no path or
     no such folder (its loader then says what is wrong)."""
+    if is_policy_url(path):
+        return "remote"
     if not path or not Path(path).is_dir():
         return DEFAULT_KIND
     return policy_kind(path)
@@ -133,7 +143,7 @@ def describe(policy: Policy, kind: str = "custom", path: str | None = None) -> L
         kind=kind,
         cameras=tuple(str(c) for c in cameras) if cameras else None,
         image_size=size,
-        exact_size=registered is not None and registered.exact_size,
+        exact_size=bool(getattr(policy, "exact_size", None) or (registered is not None and registered.exact_size)),
         path=path,
     )
 
@@ -148,7 +158,7 @@ def load_policy(
         if path is None:
             raise ValueError("load_policy needs a policy folder or a kind")
         kind = policy_kind(path)
-    if path is not None:
+    if path is not None and not is_policy_url(path):
         path = resolve_policy_folder(path)
     entry = get_policy_kind(kind)
     policy = entry.load(path, threads=threads, **options)
@@ -203,9 +213,26 @@ register_policy_kind(
         help="a LeRobot checkpoint (ACT, Diffusion, SmolVLA, ...): a config.json with a policy type",
     )
 )
+
+
+def _load_remote(path: str, *, threads: int | None = None, token: str | None = None) -> Policy:
+    from policies.remote.client import RemotePolicy
+
+    # the token from the environment, never from the URL or a flag (they end up in logs and shell history)
+    token = token if token is not None else os.environ.get("ONBOARD_POLICY_TOKEN") or None
+    return RemotePolicy(str(path), token=token).connect()
+
+
 # exact_size: `onboard run` resizes a camera frame for it as training resized the dataset's (policies.features)
 register_policy_kind(
     PolicyKind(
         "vla", _load_vla, exact_size=True, help="our torch VLA checkpoint (torch): a run's folder or a checkpoint"
+    )
+)
+register_policy_kind(
+    PolicyKind(
+        "remote",
+        _load_remote,
+        help="a policy served by `onboard serve-policy`: --policy.url=ws://host:port (token: ONBOARD_POLICY_TOKEN)",
     )
 )

@@ -2,10 +2,11 @@
 together, parses options, prints and configures logging).
 
 One module per command group registers its subcommands (``add_parser``): bus, calibrate (calibrate, calibration),
-find, record (record, teleoperate, replay), run, sim, train (train, export), dataset, bench, demo, eval; rigs.py
-builds the rigs they drive (a real arm's ports and cameras, or the simulated twin). A command's options are derived
-from its config dataclasses (onboard/cli/options.py); this module keeps the root parser, ``main`` and the mapping of
-errors to exit codes (``onboard.cli.errors``: one line per error, never a traceback unless ``--debug``).
+find, record (record, teleoperate, replay), run, sim, train (train, export), dataset, bench, demo, eval,
+serve-policy; rigs.py builds the rigs they drive (a real arm's ports and cameras, or the simulated twin). A
+command's options are derived from its config dataclasses (onboard/cli/options.py); this module keeps the root
+parser, ``main`` and the mapping of errors to exit codes (``onboard.cli.errors``: one line per error, never a
+traceback unless ``--debug``).
 
 Signals: SIGTERM, SIGHUP and SIGQUIT raise ``robot.shutdown.Terminated`` in the main thread, so every command ends
 through its ``finally`` blocks (torque off, port closed) with exit code 128 + the signal; SIGINT is Python's
@@ -28,6 +29,7 @@ from onboard.cli import eval as eval_cli
 from onboard.cli import find as find_cli
 from onboard.cli import record as record_cli
 from onboard.cli import run as run_cli
+from onboard.cli import serve_policy as serve_policy_cli
 from onboard.cli import sim as sim_cli
 from onboard.cli import train as train_cli
 from onboard.cli.bus import resolve_port
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cli.add_parser(sub)
     demo_cli.add_parser(sub)
     eval_cli.add_parser(sub)
+    serve_policy_cli.add_parser(sub)
     return parser
 
 

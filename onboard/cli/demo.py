@@ -18,6 +18,13 @@ class DemoConfig:
     bundle: str | None = field(
         default=None, metadata={"help": "policy bundle folder (default policies/bundled/so101_vla)"}
     )
+    policy_url: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--policy.url",
+            "help": "instead of the bundle: a policy served by `onboard serve-policy`, ws://host:port",
+        },
+    )
     seconds: float = field(default=3.0, metadata={"help": "how long the servos follow the trajectory"})
     seed: int = field(default=0, metadata={"help": "scene layout of the simulated episode"})
     out: str = field(default=DEFAULT_VIDEO, metadata={"help": "video of the simulated episode"})
@@ -43,7 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """0: the episode succeeded; 1: it ran and failed; 2: it could not run (e.g. no bundle). Never imports torch."""
     cfg = config_from(args, DemoConfig)
-    if not cfg.bus_only:  # a missing or damaged bundle stops the demo before its first part, not after it
+    # a missing or damaged bundle stops the demo before its first part, not after it
+    if not cfg.bus_only and not cfg.policy_url:
         from onboard.demo.policy import DemoError, check_demo_bundle
 
         try:
@@ -70,6 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             latency=cfg.latency,
             task=cfg.task,
             color=cfg.color,
+            url=cfg.policy_url,
         )
     except (DemoError, FileNotFoundError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,6 +26,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from(args, EvalConfig)
+        if cfg.policy_url:  # a served policy: its address stands where the folder would (kind "remote")
+            if cfg.policy_path:
+                raise ValueError("give --policy.path (a folder) or --policy.url (a served policy), not both")
+            cfg = dataclasses.replace(cfg, policy_path=cfg.policy_url, policy_url=None, policy_type="remote")
         if not cfg.policy_path and cfg.policy_type in (None, "onnx"):
             cfg = dataclasses.replace(cfg, policy_path=str(BUNDLED), policy_type="onnx")
             print(f"policy: the bundled model, {BUNDLED} (no --policy.path given)", flush=True)

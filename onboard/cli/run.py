@@ -68,7 +68,17 @@ class RunCommand:
             f"{CAMERA_EXAMPLE}; a served twin's: {{front: {{type: sim, name: front}}}} (`onboard sim serve` prints it)",
         },
     )
-    policy_path: str = field(metadata={"flag": "--policy.path", "help": "bundle, LeRobot or VLA checkpoint folder"})
+    policy_path: str | None = field(
+        default=None, metadata={"flag": "--policy.path", "help": "bundle, LeRobot or VLA checkpoint folder"}
+    )
+    policy_url: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--policy.url",
+            "help": "instead of --policy.path: a policy served by `onboard serve-policy`, ws://host:port (token: "
+            "ONBOARD_POLICY_TOKEN)",
+        },
+    )
     policy_type: str | None = field(
         default=None, metadata={"flag": "--policy.type", "choices": _robot_kinds, "help": "default: from the folder"}
     )
@@ -118,7 +128,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError('--task is empty: give the instruction, e.g. --task "pick up the red cube"')
         if not sim and not options.task:
             raise ValueError('give the instruction: --task "pick up the red cube"')
-        loaded = load_policy(options.policy_path, options.policy_type)
+        if bool(options.policy_path) == bool(options.policy_url):
+            raise ValueError("give the policy: --policy.path=FOLDER, or --policy.url=ws://host:port (one of them)")
+        source = options.policy_url or options.policy_path
+        loaded = load_policy(source, "remote" if options.policy_url else options.policy_type)
         if sim and options.sim.image_size is None and loaded.image_size is not None:
             args.sim_image_size = loaded.image_size[0]  # the simulated cameras at the policy's size
     except (RobotError, ValueError, FileNotFoundError, ImportError) as exc:
@@ -146,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("keys: Enter/q = stop, space/e = EMERGENCY STOP (torque off)", file=sys.stderr)
         spec = scene.spec if scene is not None else None
         where = f"the simulated arm ({spec.task} {spec.color}, seed {spec.seed})" if spec else options.robot.port
-        print(f"running {loaded.kind} policy {options.policy_path} on {where}: {echo(config.task)}", file=sys.stderr)
+        print(f"running {loaded.kind} policy {source} on {where}: {echo(config.task)}", file=sys.stderr)
         summary = run_policy(
             rig,
             loaded,

@@ -114,19 +114,20 @@ def run_policy_demo(
     color: str | None = None,
     video_size: int = 480,
     threads: int | None = 2,
+    url: str | None = None,
     log=print,
 ) -> dict[str, Any]:
     """One episode of the bundled policy on ``instruction`` (module docstring). Raises ``DemoError`` when it cannot
     run; returns what it printed as a dict (``success``, ``time_to_success``, ``wall_s``, ``infer_ms``, ``video``).
     ``load_policy`` / ``make_runner``: the factories (default ``onboard.eval.factories``'s; the bundle is loaded as
-    kind "onnx")."""
-    bundle = check_demo_bundle(bundle)
+    kind "onnx"). ``url``: a policy served by `onboard serve-policy` (ws://host:port) instead of the bundle."""
+    bundle = url if url else check_demo_bundle(bundle)
     instruction = instruction.strip() or DEFAULT_INSTRUCTION
     judged_task, judged_color = judge_instruction(instruction, task, color)
     latency_s = parse_latency(latency)
 
     t_start = time.perf_counter()
-    onnx_policy, size = load_policy("onnx", bundle, threads=threads)
+    onnx_policy, size = load_policy("remote" if url else "onnx", bundle, threads=threads)
     policy = _TimedPolicy(onnx_policy)
     spec = T.make_spec(judged_task, judged_color, seed, instruction)
     shown = instruction if len(instruction) <= 200 else f"{instruction[:120]}... ({len(instruction)} characters)"
@@ -134,8 +135,8 @@ def run_policy_demo(
     how = "given" if task or color else "judged from keywords, for the simulator's success check only"
     log(f"success check: task {judged_task}, {judged_color} cube ({how}); layout seed {seed}")
     log(
-        f"policy: {bundle} (onnxruntime, {size}x{size} cameras); async runner, emulated latency "
-        + ("= wall time of each inference" if latency_s is None else f"{latency_s * 1e3:.0f} ms")
+        f"policy: {bundle} ({'served' if url else 'onnxruntime'}, {size}x{size} cameras); async runner, "
+        "emulated latency " + ("= wall time of each inference" if latency_s is None else f"{latency_s * 1e3:.0f} ms")
     )
     env = SO101Env(task=judged_task, color=judged_color, image_size=(size, size), safety=True)  # as onboard run
     recorder = VideoEnv(env, video_size)
@@ -162,7 +163,7 @@ def run_policy_demo(
     )
     log(
         f"inference: {len(ms)} chunks, p50 {_pct(ms, 50):.1f} ms, p95 {_pct(ms, 95):.1f} ms "
-        f"(wall time of each onnxruntime call)"
+        + ("(round trip of each call to the server)" if url else "(wall time of each onnxruntime call)")
     )
     log(f"video: {video} ({_video_what(recorder, size)})")
     return {

@@ -24,6 +24,14 @@ class EvalConfig:
             "help": "checkpoint/bundle/LeRobot folder (default: the bundled model, policies/bundled/so101_vla)",
         },
     )
+    policy_url: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--policy.url",
+            "help": "instead of --policy.path: a policy served by `onboard serve-policy`, ws://host:port (token: "
+            "ONBOARD_POLICY_TOKEN)",
+        },
+    )
     policy_type: str | None = field(
         default=None,
         metadata={

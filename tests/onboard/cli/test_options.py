@@ -223,6 +223,7 @@ CONVERTED = (
     "rigs",
     "eval",
     "demo",
+    "serve_policy",
 )
 
 
