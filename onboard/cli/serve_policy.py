@@ -12,11 +12,16 @@ SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
 
 from onboard.cli.options import add_options, config_from
 from robot.policy_loader import policy_kinds
+from robot.shutdown import signal_name
 
 
 def _served_kinds() -> tuple[str, ...]:
@@ -46,7 +51,10 @@ class ServePolicyConfig:
     port: int = field(default=8765, metadata={"help": "TCP port (0: any free one, printed)"})
     token: str | None = field(
         default=None,
-        metadata={"help": "shared secret clients must send (they set ONBOARD_POLICY_TOKEN); required off loopback"},
+        metadata={
+            "help": "shared secret clients must send (they set ONBOARD_POLICY_TOKEN; default: this process's "
+            "ONBOARD_POLICY_TOKEN); required off loopback"
+        },
     )
     max_message_mb: float = field(
         default=16.0, metadata={"flag": "--max-message-mb", "help": "largest message accepted (MiB); larger: closed"}
@@ -71,15 +79,21 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
     from robot.policy_loader import load_policy
 
     cfg = config_from(args, ServePolicyConfig)
-    if not 0 <= cfg.port <= 65535:
-        raise ValueError(f"--port must be 0..65535, got {cfg.port}")
-    if not cfg.max_message_mb > 0:
-        raise ValueError(f"--max-message-mb must be positive, got {cfg.max_message_mb}")
-    check_bind(cfg.host, cfg.token)  # before the policy is loaded: a refusal is immediate
-    loaded = load_policy(cfg.policy_path or str(BUNDLED), cfg.policy_type, threads=cfg.threads)
-    server = PolicyServer(
-        loaded, host=cfg.host, port=cfg.port, token=cfg.token, max_size=int(cfg.max_message_mb * 2**20)
-    )
+    if not cfg.token and os.environ.get("ONBOARD_POLICY_TOKEN"):  # kept out of the shell's history and `ps`
+        cfg = dataclasses.replace(cfg, token=os.environ["ONBOARD_POLICY_TOKEN"])
+    try:
+        if not 0 <= cfg.port <= 65535:
+            raise ValueError(f"--port must be 0..65535, got {cfg.port}")
+        if not cfg.max_message_mb > 0:
+            raise ValueError(f"--max-message-mb must be positive, got {cfg.max_message_mb}")
+        check_bind(cfg.host, cfg.token)  # before the policy is loaded: a refusal is immediate
+        loaded = load_policy(cfg.policy_path or str(BUNDLED), cfg.policy_type, threads=cfg.threads)
+        server = PolicyServer(
+            loaded, host=cfg.host, port=cfg.port, token=cfg.token, max_size=int(cfg.max_message_mb * 2**20)
+        )
+    except (ValueError, FileNotFoundError, ImportError) as exc:  # typed policy errors: onboard.cli.errors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     def ready(port: int) -> None:
         where = f"ws://{cfg.host}:{port}"
@@ -88,12 +102,22 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
         print(f"serving {loaded.kind} policy {loaded.path} on {where}{token}; cameras {cams}", flush=True)
         print(f"  clients: --policy.url={where}   health: http://{cfg.host}:{port}/healthz", flush=True)
 
+    stopped_by: list[int] = []
+
+    async def serve() -> None:
+        # a signal stops the event loop's server cleanly (an exception raised by a Python signal handler inside the
+        # loop can land in a transport's callback and leave the loop running)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            loop.add_signal_handler(signum, lambda s=signum: (stopped_by.append(s), server.stop()))
+        await server.serve(ready)
+
     try:
-        server.run(ready)
+        asyncio.run(serve())
     except OSError as exc:  # the address is taken or not this machine's
         print(f"error: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
+    if stopped_by:
+        print(f"stopped by {signal_name(stopped_by[0])}", file=sys.stderr, flush=True)
+        return 128 + stopped_by[0]
     return 0

@@ -64,6 +64,7 @@ class RemotePolicy:
         self.server_s: list[float] = []
         self._ws: Any = None
         self._next_id = 0
+        self._lost_reason: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def connect(self) -> RemotePolicy:
@@ -73,13 +74,17 @@ class RemotePolicy:
 
         self.close()
         try:
-            ws = connect(self.url, open_timeout=self.connect_timeout_s, max_size=self.max_size, compression=None)
+            # entered as a context manager: the one way that works (and warns about nothing) in websockets 12..17+
+            ws = connect(
+                self.url, open_timeout=self.connect_timeout_s, max_size=self.max_size, compression=None
+            ).__enter__()
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as exc:
             raise RemotePolicyError(
                 f"cannot reach the policy server at {self.url} ({type(exc).__name__}: {exc}); is `onboard "
                 "serve-policy` running there?"
             ) from None
         self._ws = ws
+        self._lost_reason = None
         try:
             ws.send(pack({"hello": {"version": VERSION, "token": self.token}}))
             reply = self._recv(self.connect_timeout_s)
@@ -141,10 +146,11 @@ class RemotePolicy:
     # -- the wire -------------------------------------------------------------------------------------------------
     def _lost(self, exc: BaseException) -> RemotePolicyError:
         self.close()
-        return RemotePolicyError(
+        self._lost_reason = (
             f"lost the policy server at {self.url} ({type(exc).__name__}: {exc}): holding; restart `onboard "
             "serve-policy` and run again"
         )
+        return RemotePolicyError(self._lost_reason)
 
     def _recv(self, timeout_s: float) -> dict[str, Any]:
         from websockets.exceptions import ConnectionClosed
@@ -166,7 +172,7 @@ class RemotePolicy:
         from websockets.exceptions import ConnectionClosed
 
         if self._ws is None:
-            raise RemotePolicyError(f"not connected to the policy server at {self.url} (lost earlier): holding")
+            raise RemotePolicyError(self._lost_reason or f"not connected to the policy server at {self.url}")
         self._next_id += 1
         rid = self._next_id
         try:

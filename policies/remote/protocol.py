@@ -86,6 +86,10 @@ def _decode(obj: dict) -> Any:
     return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
 
 
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack extension types are refused (got type {code})")
+
+
 def pack(message: Any) -> bytes:
     """``message`` as msgpack bytes (arrays as dtype/shape/bytes; anything else not plain data: ``ProtocolError``)."""
     return _msgpack().packb(message, default=_encode, use_bin_type=True)
@@ -98,7 +102,7 @@ def unpack(raw: bytes | str) -> Any:
         raise ProtocolError("messages are binary msgpack frames, got a text frame")
     msgpack = _msgpack()
     try:
-        return msgpack.unpackb(bytes(raw), object_hook=_decode, raw=False, strict_map_key=True)
+        return msgpack.unpackb(bytes(raw), object_hook=_decode, ext_hook=_refuse_ext, raw=False, strict_map_key=True)
     except ProtocolError:
         raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:

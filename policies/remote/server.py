@@ -168,9 +168,9 @@ class PolicyServer:
         try:
             msg = unpack(raw)
         except ProtocolError as exc:
-            return {"error": str(exc)}
+            return {"id": None, "error": str(exc)}
         if not isinstance(msg, dict):
-            return {"error": "a request is a map: {'id', 'reset' or 'infer'}"}
+            return {"id": None, "error": "a request is a map: {'id', 'reset' or 'infer'}"}
         rid = msg.get("id")
         out: dict[str, Any] = {"id": rid if isinstance(rid, int) and not isinstance(rid, bool) else None}
         try:
