@@ -58,6 +58,12 @@ class PolicyBenchConfig:
     threads: int = _opt(2, "intra-op threads for torch and onnxruntime")
     checkpoint: str | None = _opt(None, "a VLA checkpoint (default: a random default-config model)")
     lerobot: bool = _opt(True, "skip LeRobot's ACT even when it is installed", flag="--no-lerobot")
+    policy_url: str | None = _opt(
+        None,
+        "also time a policy served by `onboard serve-policy` (ws://host:port): the round trip per chunk and the "
+        "server's own time",
+        flag="--policy.url",
+    )
     json: str | None = _opt(None, "also write the results to this JSON file")
 
     def __post_init__(self) -> None:

@@ -12,6 +12,11 @@ weights. LeRobot's ACT (``lerobot.policies.act``, when lerobot is installed) is 
 same inputs and chunk length (``pretrained_backbone_weights=None``: random weights, nothing downloaded) and timed
 through ``ACTPolicy.predict_action_chunk`` (one model call per chunk; ``select_action`` pops a queued action and
 calls the model only once per chunk).
+
+``--policy.url=ws://host:port`` adds a row for a policy served by `onboard serve-policy` (``bench_remote``): the
+round trip of ``RemotePolicy.infer`` with an observation of the size the served policy takes (state, uint8 camera
+images, the instruction), beside the server's own time in its policy (every reply carries it): the difference is
+what the wire costs (msgpack, the websocket, the network). The token comes from ``ONBOARD_POLICY_TOKEN``.
 """
 
 from __future__ import annotations
@@ -174,6 +179,39 @@ def bench_lerobot_act(bench: PolicyBenchConfig, cfg, inputs: dict[str, np.ndarra
     )
 
 
+def bench_remote(bench: PolicyBenchConfig) -> dict[str, Any]:
+    """The round trip of one chunk from the policy served at ``bench.policy_url`` (loopback or LAN), with an
+    observation of the size it takes (state, uint8 HxWx3 per camera, the instruction); ``server_ms_p50``: the time
+    the server spent in its policy, so round trip - server = the wire (msgpack, websocket, network)."""
+    from policies.base import fake_observation
+    from robot.policy_loader import load_policy
+
+    loaded = load_policy(bench.policy_url, "remote")
+    client = loaded.policy
+    obs = fake_observation(cameras=loaded.cameras or ("front", "wrist"), image_size=loaded.image_size or (96, 96))
+    client.reset(obs["task"])
+    chunks: list[int] = []
+
+    def call():
+        chunks.append(len(client.infer(obs)))
+
+    time_calls(call, 1, bench.warmup)
+    client.server_s.clear()
+    times = time_calls(call, bench.n, 0)
+    server_ms = np.asarray(client.server_s, np.float64) * 1e3
+    client.close()
+    meta = client.metadata
+    row = _row(f"served {meta.get('kind')} over ws", "RemotePolicy.infer", times, chunks[-1], 0.0, 0)
+    row.update(
+        url=bench.policy_url,
+        served=meta.get("path"),
+        server_ms_p50=float(np.percentile(server_ms, 50)),
+        server_ms_p99=float(np.percentile(server_ms, 99)),
+        observation_bytes=int(sum(v.nbytes for v in obs.values() if isinstance(v, np.ndarray))),
+    )
+    return row
+
+
 def _inputs(cfg) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     H = cfg.image_size
@@ -200,6 +238,8 @@ def run(cfg: PolicyBenchConfig) -> dict[str, Any]:
         act = bench_lerobot_act(cfg, model_cfg, inputs)
         if act is not None:
             rows.append(act)
+    if cfg.policy_url:
+        rows.append(bench_remote(cfg))
     base = rows[0]["chunk_ms_p50"]
     for r in rows:
         r["ratio_to_vla_torch_p50"] = r["chunk_ms_p50"] / base
@@ -266,6 +306,14 @@ def render(report: dict[str, Any]) -> str:
             notes.append(f"LeRobot ACT takes {act['chunk_ms_p50'] / onnx['chunk_ms_p50']:.1f}x our ONNX time")
     if act is None:
         notes.append("LeRobot ACT: not measured (lerobot not installed, or --no-lerobot)")
+    for r in report["rows"]:
+        if "server_ms_p50" in r:
+            wire = r["chunk_ms_p50"] - r["server_ms_p50"]
+            notes.append(
+                f"served at {r['url']}: round trip {r['chunk_ms_p50']:.2f} ms, of which the server's policy "
+                f"{r['server_ms_p50']:.2f} ms and the wire (msgpack + websocket, {r['observation_bytes']} B "
+                f"observation) {wire:.2f} ms"
+            )
     lines += ["", "p50 per chunk: " + "; ".join(notes)]
     lines.append(
         "RSS +MB: growth of VmRSS while building and warming up that backend (weights, arenas); torch import excluded"

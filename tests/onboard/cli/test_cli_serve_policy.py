@@ -173,3 +173,20 @@ def test_run_takes_a_folder_or_an_address_not_both(tmp_path):
         env=_env(tmp_path),
     )
     assert r.returncode == 2 and "--policy.url" in r.stderr and "one of them" in r.stderr
+
+
+def test_bench_policy_reports_the_round_trip_beside_the_local_rows(served, tmp_path, monkeypatch, capsys):
+    require("torch", "train")
+    url, _ = served
+    monkeypatch.setenv("ONBOARD_POLICY_TOKEN", "t0ken")
+    out = tmp_path / "bench.json"
+    argv = ["bench", "policy", "--n", "3", "--warmup", "1", "--no-lerobot", f"--policy.url={url}", "--json", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    rows = {r["backend"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"VLA, eager torch", "VLA, onnxruntime", "served onnx over ws"}
+    served_row = rows["served onnx over ws"]
+    assert served_row["n"] == 3 and served_row["chunk_size"] == 20 and served_row["url"] == url
+    assert 0 < served_row["server_ms_p50"] <= served_row["server_ms_p99"]
+    assert served_row["chunk_ms_p50"] > 0 and served_row["observation_bytes"] == 2 * 96 * 96 * 3 + 6 * 4
+    assert f"served at {url}: round trip" in text and "served onnx over ws" in text
