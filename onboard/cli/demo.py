@@ -68,7 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
     from onboard.demo.policy import DemoError, run_policy_demo
 
-    print("the bundled model drives the simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
+    who = f"the policy served at {cfg.policy_url}" if cfg.policy_url else "the bundled model"
+    print(f"{who} drives the simulated SO-101 (MuJoCo twin behind the same emulated servos and driver):")
     try:
         result = run_policy_demo(
             cfg.instruction,

@@ -152,14 +152,14 @@ class RemotePolicy:
         )
         return RemotePolicyError(self._lost_reason)
 
-    def _recv(self, timeout_s: float) -> dict[str, Any]:
+    def _recv(self, timeout_s: float, limit_s: float | None = None) -> dict[str, Any]:
         from websockets.exceptions import ConnectionClosed
 
         try:
             raw = self._ws.recv(timeout=timeout_s)
         except TimeoutError:
             raise RemotePolicyTimeoutError(
-                f"the policy server at {self.url} did not answer within {timeout_s:g} s"
+                f"the policy server at {self.url} did not answer within {limit_s or timeout_s:g} s"
             ) from None
         except (ConnectionClosed, OSError) as exc:
             raise self._lost(exc) from None
@@ -181,7 +181,7 @@ class RemotePolicy:
             raise self._lost(exc) from None
         deadline = time.monotonic() + self.timeout_s
         while True:
-            reply = self._recv(max(0.0, deadline - time.monotonic()))
+            reply = self._recv(max(0.0, deadline - time.monotonic()), self.timeout_s)
             if reply.get("id") == rid or (reply.get("id") is None and "error" in reply):
                 break
             log.debug("dropped a late reply (id %s, waiting for %d)", reply.get("id"), rid)

@@ -190,3 +190,15 @@ def test_bench_policy_reports_the_round_trip_beside_the_local_rows(served, tmp_p
     assert 0 < served_row["server_ms_p50"] <= served_row["server_ms_p99"]
     assert served_row["chunk_ms_p50"] > 0 and served_row["observation_bytes"] == 2 * 96 * 96 * 3 + 6 * 4
     assert f"served at {url}: round trip" in text and "served onnx over ws" in text
+
+
+def test_demo_through_the_served_bundle_matches_the_local_demo(served, tmp_path, monkeypatch, capsys):
+    url, _ = served
+    monkeypatch.setenv("ONBOARD_POLICY_TOKEN", "t0ken")
+    outcomes = []
+    for extra in ([], [f"--policy.url={url}"]):
+        assert main(["demo", "--policy-only", "--seed=0", f"--out={tmp_path / 'demo.mp4'}", *extra]) == 0
+        text = capsys.readouterr().out
+        outcomes.append(next(line for line in text.splitlines() if line.startswith("success:")))
+    assert outcomes[0].startswith("success: yes, at ") and outcomes[1] == outcomes[0]
+    assert f"policy: {url} (served, 96x96 cameras)" in text and "round trip of each call to the server" in text
