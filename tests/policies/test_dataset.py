@@ -235,20 +235,22 @@ CHILD = textwrap.dedent(
     import faulthandler, sys, time
     from pathlib import Path
 
-    faulthandler.dump_traceback_later(150, exit=True)  # hung (an encoder?): every thread's stack on stderr, then exit
-    from tests.policies.test_dataset import FEATURES, FPS, make_frame, record
+    faulthandler.dump_traceback_later(150, exit=True)  # stuck: every thread's stack on stderr, then exit
+    from tests.policies.test_dataset import FEATURES, FPS, N, make_frame, record
     from policies.dataset import DatasetWriter, layout
 
     root, marker = Path(sys.argv[1]), Path(sys.argv[2])
     w = DatasetWriter.create(root, fps=FPS, features=FEATURES, robot_type="so_follower")
     record(w, 0)
     record(w, 1)
-    for i in range(20):  # episode 2, never saved (20 frames: well inside the encoders' queues)
-        w.add_frame(make_frame(2, i))
-    deadline = time.monotonic() + 120  # generous: the machine may be loaded
-    while len(list(root.rglob("*.mp4" + layout.PARTIAL))) < 2:  # both encoders have their episode-2 file open
-        assert time.monotonic() < deadline, "the encoders never opened episode 2's videos"
-        time.sleep(0.01)
+    # Episode 2, never saved. An encoder's file appears when it muxes its first packet, and SVT-AV1 holds back a
+    # varying number of frames before the first one: feed frames, at the camera's pace, until both files exist.
+    deadline, i = time.monotonic() + 120, 0  # generous: the machine may be loaded
+    while len(list(root.rglob("*.mp4" + layout.PARTIAL))) < 2:
+        assert time.monotonic() < deadline, f"the encoders never wrote episode 2's videos ({i} frames fed)"
+        w.add_frame(make_frame(2, i % N))
+        i += 1
+        time.sleep(1 / FPS)
     faulthandler.cancel_dump_traceback_later()
     marker.write_text("mid-episode")
     time.sleep(600)  # killed here, the episode in progress
