@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from onboard.cli.options import add_options, config_from
 from onboard.cli.rigs import CAMERA_EXAMPLE, FOLLOWER, SimRunOptions, build_sim_follower_rig_from_args, rig_from_args
+from onboard.eval.config import POLICY_URL_OPTION
 from robot.arm_config import ArmConfig
 from robot.controls import RunControls
 from robot.errors import RobotError, SafetyError
@@ -71,14 +72,7 @@ class RunCommand:
     policy_path: str | None = field(
         default=None, metadata={"flag": "--policy.path", "help": "bundle, LeRobot or VLA checkpoint folder"}
     )
-    policy_url: str | None = field(
-        default=None,
-        metadata={
-            "flag": "--policy.url",
-            "help": "instead of --policy.path: a policy served by `onboard serve-policy`, ws://host:port (token: "
-            "ONBOARD_POLICY_TOKEN)",
-        },
-    )
+    policy_url: str | None = field(default=None, metadata=POLICY_URL_OPTION)
     policy_type: str | None = field(
         default=None, metadata={"flag": "--policy.type", "choices": _robot_kinds, "help": "default: from the folder"}
     )

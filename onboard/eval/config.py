@@ -14,6 +14,12 @@ from robot.policy_loader import policy_kinds
 if TYPE_CHECKING:
     from sim import tasks as T
 
+POLICY_URL_OPTION = {  # --policy.url of `onboard eval` and `onboard run`
+    "flag": "--policy.url",
+    "help": "instead of --policy.path: a policy served by `onboard serve-policy`, ws://host:port (token: "
+    "ONBOARD_POLICY_TOKEN)",
+}
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -24,14 +30,7 @@ class EvalConfig:
             "help": "checkpoint/bundle/LeRobot folder (default: the bundled model, policies/bundled/so101_vla)",
         },
     )
-    policy_url: str | None = field(
-        default=None,
-        metadata={
-            "flag": "--policy.url",
-            "help": "instead of --policy.path: a policy served by `onboard serve-policy`, ws://host:port (token: "
-            "ONBOARD_POLICY_TOKEN)",
-        },
-    )
+    policy_url: str | None = field(default=None, metadata=POLICY_URL_OPTION)
     policy_type: str | None = field(
         default=None,
         metadata={
