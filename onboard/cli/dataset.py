@@ -1,4 +1,5 @@
-"""`onboard dataset verify|info|repair`: LeRobot v3.0 datasets on disk, of any layout LeRobot 0.4.4 writes."""
+"""`onboard dataset verify|info|repair|merge`: LeRobot v3.0 datasets on disk, of any layout LeRobot 0.4.4 writes.
+``merge OUT SHARD...`` joins datasets (a fleet's shards) into a new one (``policies.dataset.merge``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,17 @@ class VerifyConfig(DatasetConfig):
     )
 
 
+@dataclass(frozen=True)
+class MergeConfig:
+    out: str = field(metadata={"help": "the new dataset's folder (must not exist)", "positional": True})
+    shards: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "the datasets to merge, in this order (same fps and features)", "positional": True},
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    dsp = sub.add_parser("dataset", help="LeRobot v3.0 datasets: verify, info, repair")
+    dsp = sub.add_parser("dataset", help="LeRobot v3.0 datasets: verify, info, repair, merge")
     dsub = dsp.add_subparsers(dest="dataset_cmd", required=True)
     for name, text, config in (
         ("verify", "check structure, lengths, timestamps, video frames and stats (exit 1 on errors)", VerifyConfig),
@@ -38,6 +48,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p = dsub.add_parser(name, help=text)
         add_options(p, config)
         p.set_defaults(func=cmd_dataset)
+    p = dsub.add_parser("merge", help="merge datasets (e.g. a fleet's shards) into a new one, episodes renumbered")
+    add_options(p, MergeConfig)
+    p.set_defaults(func=cmd_merge)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from policies.dataset import DatasetReadError
+    from policies.dataset.merge import merge
+
+    config = config_from(args, MergeConfig)
+    if not config.shards:
+        print(
+            "error: give the datasets to merge after OUT: onboard dataset merge OUT SHARD [SHARD ...]", file=sys.stderr
+        )
+        return 2
+    try:
+        print(merge(config.out, list(config.shards)))
+    except (FileExistsError, DatasetReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
