@@ -197,7 +197,10 @@ class FeetechBus(ServoAssembly):
                 return {}
             sent_at = time.monotonic()
             due = sent_at + self.reply_due(len(packet), reply_bytes, len(expect))
-            replies, last_error = self._reader.collect(port, expect, what, sent_at=sent_at, due=due, timeout=timeout)
+            last_s = proto.wire_time(6 + expect[-1][1], self._baudrate) + self.return_delay_s
+            replies, last_error = self._reader.collect(
+                port, expect, what, sent_at=sent_at, due=due, timeout=timeout, last_s=last_s
+            )
             if rebuild is not None:
                 got.update(replies)
             if last_error is None:

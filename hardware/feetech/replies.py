@@ -82,8 +82,10 @@ def fine_timer_slack() -> None:
             pass
 
 
-# where ReplyReader.collect is: the look right after the write, sleeping, the first look after the sleep, polling
-FIRST, SLEEP, WOKEN, POLL = "first", "sleep", "woken", "poll"
+# where ReplyReader.collect is: the look right after the write, sleeping, an early look for all replies but the last,
+# the first look after the sleep, polling
+FIRST, SLEEP, EARLY, WOKEN, POLL = "first", "sleep", "early", "woken", "poll"
+EARLY_LOOK_MIN_S = 40e-6  # an early look costs a wake-up: only where the last reply takes at least this long
 
 
 class ReplyWait:
@@ -188,9 +190,13 @@ class ReplyReader:
         sent_at: float,
         due: float,
         timeout: float,
+        last_s: float = 0.0,
     ) -> tuple[dict[int, StatusPacket], ProtocolError | None]:
         """Read the replies to a request written at ``sent_at`` (complete on the wire at ``due`` at the earliest).
-        Returns (the replies that arrived in order, the error that stopped collection or None)."""
+        ``last_s``: how long the last reply takes on the wire (with its return delay); with several replies, the
+        others are read and decoded in an early look that much before the wake-up, so that only the last is left to
+        decode when it arrives. Returns (the replies that arrived in order, the error that stopped collection or
+        None)."""
         decoder = PacketDecoder("status")
         pending = [servo_id for servo_id, _ in expect]
         sizes = dict(expect)
@@ -201,20 +207,25 @@ class ReplyReader:
         monotonic = time.monotonic
         poll_end = 0.0
         phase = FIRST
+        early_look = len(expect) > 1 and last_s >= EARLY_LOOK_MIN_S
         while pending:
             if phase is SLEEP:  # until the replies are due (or the deadline), then look again and poll briefly
                 wake = min(self.wait.wake_at(sent_at, due), deadline)
                 now = monotonic()
+                if early_look and len(pending) > 1 and wake - last_s - now >= EARLY_LOOK_MIN_S:
+                    wake, phase = wake - last_s, EARLY  # all but the last reply are in by then: decode them
+                else:
+                    phase = WOKEN
+                early_look = False
                 if wake > now:
                     if self.wait.fine_timers:
                         fine_timer_slack()
                     time.sleep(wake - now)
                 poll_end = monotonic() + self.wait.poll_s
-                phase = WOKEN
             available = port.in_waiting
             if available:
                 chunk = self._read_available(port, available)
-            elif phase is FIRST:
+            elif phase is FIRST or phase is EARLY:
                 phase = SLEEP
                 continue
             else:
@@ -253,9 +264,9 @@ class ReplyReader:
                     return replies, item
                 # MalformedPacketError: garbage between packets (noise, an echo); the decoder has resynchronised
             if pending:  # part of the replies: the rest is still on the wire
-                phase = SLEEP if phase is FIRST else POLL
+                phase = SLEEP if phase is FIRST or phase is EARLY else POLL
                 if monotonic() >= deadline:
                     return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
-        if phase is not FIRST:
-            self.wait.learn(sent_at, due, overslept=phase is WOKEN)
+        if phase is not FIRST:  # complete at a look after a sleep: it slept too long
+            self.wait.learn(sent_at, due, overslept=phase is WOKEN or phase is EARLY)
         return replies, None

@@ -8,7 +8,13 @@ Rows (same run, same emulator):
 - onboard's ``FeetechBus`` (a) in-process ``simbus://`` with instant replies, (b) in-process with the wire-time model,
   (c) over a pseudo-terminal with the wire-time model, (d) over the pty without it;
 - (e) LeRobot 0.4.4's ``FeetechMotorsBus.sync_read/sync_write(..., normalize=False)`` and (f) Feetech's SDK
-  ``GroupSyncRead``/``GroupSyncWrite``, unmodified, on the same ptys (with and without wire time), when installed.
+  ``GroupSyncRead``/``GroupSyncWrite``, unmodified, on the same ptys (with and without wire time), when installed;
+- (g) a bare client on the same ptys: the request's bytes out, a spin until the replies' bytes are in, no driver
+  code: the floor of the transport (kernel delivery and the emulator's timing) that every driver's round trip sits on.
+
+For the whole run the bench holds Linux's PM QoS CPU latency request at 0 us (``sim.realtime.CpuWakeLatency``, as
+``cyclictest`` does and `onboard sim serve` does while serving; ``--no-cpu-qos`` to leave it): on a virtual machine
+a thread sleeping on an idle CPU is otherwise woken ~90 us late, for the emulator and for a sleeping driver alike.
 
 The pty server runs in a separate process (``sim.process.bus``), as a real bus is a separate device: a pause of the
 measuring process does not pause the "servos", and the CPU time per op is the driver stack's alone; with two or more
@@ -24,9 +30,11 @@ bytes. Feetech's SDK busy-polls while it waits, so its CPU time per op is close 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -68,6 +76,7 @@ PTY = "pty (separate process)"
 ONBOARD = "onboard FeetechBus"
 LEROBOT = "LeRobot FeetechMotorsBus"
 SDK = "Feetech SDK GroupSync*"
+RAW = "bare client (no driver)"  # the transport's floor: request bytes out, spin until the reply bytes are in
 
 
 @dataclass
@@ -102,6 +111,7 @@ class Results:
     skipped: list[dict[str, str]] = field(default_factory=list)
     verdict: dict[str, object] = field(default_factory=dict)
     cores: dict[str, list[int]] = field(default_factory=dict)  # pty rows: the drivers' and the emulator's cores
+    cpu_qos: str = "off"  # Linux's PM QoS CPU latency request during the run (sim.realtime.CpuWakeLatency)
 
 
 def _cores(pin: bool) -> dict[str, list[int]]:
@@ -206,6 +216,31 @@ def bench_sdk(results: Results, path: str, transport: str, timing: str) -> None:
         port.closePort()
 
 
+def bench_raw(results: Results, path: str, transport: str, timing: str) -> None:
+    """No driver at all: write the request's bytes, spin on the port until all the replies' bytes are in (no
+    decoding, no checks). What any driver's round trip on this transport is measured against: the floor."""
+    read_request = proto.sync_read(IDS, PRESENT_POSITION, SIZE)
+    write_request = proto.sync_write(GOAL_POSITION, SIZE, {i: GOAL.to_bytes(2, "little") for i in IDS})
+    with serial.Serial(path, BAUD, timeout=0) as port:  # pyserial sets raw mode and the baud the emulator reads
+        fd = port.fd
+
+        def read() -> bool:
+            os.write(fd, read_request)
+            got, deadline = 0, time.monotonic() + 0.05
+            while got < READ_REPLIES:
+                try:
+                    got += len(os.read(fd, READ_REPLIES))
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return False
+            return True
+
+        def write() -> bool:
+            return os.write(fd, write_request) == len(write_request)
+
+        bench_pair(results, RAW, transport, timing, read, write)
+
+
 # ---------------------------------------------------------------------------------------------------- report
 def verdict(results: Results) -> tuple[dict[str, object], list[str]]:
     """SYNC_READ over the pty at wire time, onboard against each other driver (median, CPU per read, below the wire
@@ -215,6 +250,10 @@ def verdict(results: Results) -> tuple[dict[str, object], list[str]]:
         return {}, []
     out: dict[str, object] = {"onboard_median_us": ours.median_us, "onboard_x_wire": ours.ratio_to_wire}
     lines = [f"pty wire-time SYNC_READ: onboard {ours.median_us:.0f} us = {ours.ratio_to_wire:.2f}x wire"]
+    if (floor := rows.pop(RAW, None)) is not None:
+        out["floor_median_us"], out["floor_x_wire"] = floor.median_us, floor.ratio_to_wire
+        lines.append(f"  the transport's floor (a bare client, no driver): {floor.median_us:.0f} us = "
+                     f"{floor.ratio_to_wire:.2f}x wire")
     for driver, r in rows.items():
         cpu_ratio, faster = ours.cpu_us_per_op / r.cpu_us_per_op, ours.median_us < r.median_us
         below = r.ratio_to_wire < 1
@@ -270,6 +309,7 @@ def _header(results: Results) -> str:
             f"{WIRE_LIMIT_US['sync_read']:.0f} us; SYNC_WRITE {WRITE_REQUEST} bytes = "
             f"{WIRE_LIMIT_US['sync_write']:.0f} us",
             f"cores:   pty rows: drivers on {results.cores['drivers']}, the emulator on {results.cores['emulator']}",
+            f"idle:    PM QoS CPU wake latency {results.cpu_qos} (--no-cpu-qos: the CPUs idle as they like)",
         ]
     )
 
@@ -289,6 +329,13 @@ err = failed transactions (timeouts, bad replies)."""
 # ------------------------------------------------------------------------------------------------------ main
 def main(cfg: BusBenchConfig) -> int:
     """Run every row, print the table to stdout, and write the numbers as JSON to ``cfg.json`` if given."""
+    from sim.realtime import CpuWakeLatency
+
+    with CpuWakeLatency() if cfg.cpu_qos else contextlib.nullcontext() as qos:
+        return _main(cfg, qos.state if qos is not None else "not requested")
+
+
+def _main(cfg: BusBenchConfig, cpu_qos: str) -> int:
     import sim  # noqa: F401  (registers simbus://)
 
     n, json_path = cfg.n, cfg.json
@@ -301,6 +348,7 @@ def main(cfg: BusBenchConfig) -> int:
         machine=machine_info(),
         wire_limit_us=dict(WIRE_LIMIT_US),
         cores=_cores(cfg.pin),
+        cpu_qos=cpu_qos,
     )
     print(_header(results), flush=True)
     print("measuring ...", flush=True)
@@ -346,6 +394,7 @@ def main(cfg: BusBenchConfig) -> int:
             for timing in ("wire", "instant"):
                 transport = PTY
                 path = servers[timing].path
+                bench_raw(results, path, transport, timing)
                 bench_onboard(results, path, transport, timing)
                 for driver, fn in third_party:
                     try:
@@ -358,7 +407,7 @@ def main(cfg: BusBenchConfig) -> int:
                 server.stop()
 
     ours = {r.key: r.median_us for r in results.rows if r.driver == ONBOARD}
-    order = {ONBOARD: 0, LEROBOT: 1, SDK: 2}
+    order = {RAW: -1, ONBOARD: 0, LEROBOT: 1, SDK: 2}
     for r in results.rows:
         if r.driver != ONBOARD and r.key in ours and ours[r.key] > 0:
             r.vs_onboard = r.median_us / ours[r.key]

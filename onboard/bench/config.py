@@ -28,6 +28,12 @@ class BusBenchConfig:
         "core, the drivers on the others, as a bus is a device of its own)",
         flag="--no-pin",
     )
+    cpu_qos: bool = _opt(
+        True,
+        "let the CPUs idle as they like (default: hold Linux's PM QoS CPU latency request at 0 us for the run, as "
+        "cyclictest and `onboard sim serve` do, so that a sleeping driver or emulator wakes in microseconds)",
+        flag="--no-cpu-qos",
+    )
     json: str | None = _opt(None, "also write the results to this JSON file")
 
     def __post_init__(self) -> None:

@@ -163,10 +163,9 @@ def cmd_sim_serve_bus(args: argparse.Namespace) -> int:
     ids = parse_ids(cfg.ids)
     servos = [EmulatedServo(i, baudrate_code=BAUD_CODES[cfg.baud]) for i in ids]
     bus = SimBus(servos, faults=FaultProfile.parse(cfg.faults) if cfg.faults else None)
-    from sim.realtime import KernelTtyPriority
-
-    tty_workers = KernelTtyPriority() if cfg.realtime else contextlib.nullcontext()
-    with tty_workers, PtyBusServer(bus, wire_time=cfg.wire_time, realtime=cfg.realtime) as server:
+    with contextlib.ExitStack() as stack:
+        _serve_realtime(stack, cfg.realtime)
+        server = stack.enter_context(PtyBusServer(bus, wire_time=cfg.wire_time, realtime=cfg.realtime))
         print(server.path, flush=True)
         print(
             f"serving {len(ids)} emulated STS3215 (ids {cfg.ids}) at {cfg.baud} baud on {server.path}; Ctrl-C to stop",
@@ -218,13 +217,21 @@ def _check_leader(cfg: ServeConfig) -> None:
         raise OptionError("--leader.id writes the served leader's calibration file: add --calibrated")
 
 
+def _serve_realtime(stack: contextlib.ExitStack, realtime: bool) -> None:
+    """With --realtime: the kernel's tty workers raised and the CPUs kept out of slow idle states while serving
+    (sim.realtime.KernelTtyPriority, CpuWakeLatency; each where permitted)."""
+    if realtime:
+        from sim.realtime import CpuWakeLatency, KernelTtyPriority
+
+        stack.enter_context(KernelTtyPriority())
+        stack.enter_context(CpuWakeLatency())
+
+
 @contextlib.contextmanager
 def _served_rig(arm, cfg: ServeConfig) -> Iterator[object]:
     """The follower (and, with --leader, the leader) on ptys, each with a simulated person who answers a calibration
     (sim.rigs.served); prints the paths on stdout, the follower's first. With --realtime (the default) the kernel's
     tty workers run raised while it serves (sim.realtime.KernelTtyPriority, where permitted)."""
-    from sim.realtime import KernelTtyPriority
-
     lead = cfg.leader
     replay, fps = None, 30.0
     if lead.dataset is not None:
@@ -235,8 +242,7 @@ def _served_rig(arm, cfg: ServeConfig) -> Iterator[object]:
             raise OptionError(f"--leader.episode must be within 0..{reader.num_episodes - 1} for {lead.dataset}")
         replay, fps = reader.episode(lead.episode).action, float(reader.fps)
     with contextlib.ExitStack() as stack:
-        if cfg.realtime:
-            stack.enter_context(KernelTtyPriority())
+        _serve_realtime(stack, cfg.realtime)
         rig = stack.enter_context(_rig(arm, cfg, replay, fps))
         print(rig.follower_path, flush=True)
         if rig.leader is not None:

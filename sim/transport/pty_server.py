@@ -39,6 +39,7 @@ import time
 import tty
 from collections import deque
 
+from hardware.feetech.replies import fine_timer_slack
 from sim.feetech.bus import SimBus
 from sim.realtime import raise_thread_priority, shorten_switch_interval
 
@@ -46,6 +47,7 @@ from sim.realtime import raise_thread_priority, shorten_switch_interval
 _TERMIOS2 = struct.Struct("4IB19s2I")
 _TCGETS2 = 0x80000000 | (_TERMIOS2.size << 16) | (ord("T") << 8) | 0x2A  # _IOR('T', 0x2A, struct termios2)
 _CBAUD, _BOTHER = 0o010017, 0o010000
+SPIN_S = 100e-6  # wire timing: select() until this long before a reply is due, then spin to its due time
 _SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios) if n[:1] == "B" and n[1:].isdigit()}
 
 
@@ -162,10 +164,14 @@ class PtyBusServer:
             self.priority = raise_thread_priority()
         self._started.set()
         master, wake = self._master, self._wake_r
+        if self.wire_time:
+            fine_timer_slack()  # select's timeouts then end within microseconds, not up to 50 us late
         outbox: list[tuple[float, int, bytes]] = []  # (monotonic due time, sequence, bytes)
         seq = 0
+        spin_s = SPIN_S if self.wire_time else 0.0
         while not self._stopping:
-            timeout = None if not outbox else max(0.0, outbox[0][0] - time.monotonic())
+            # wake a little before the next reply is due (a wake-up takes tens of microseconds on a VM), then spin
+            timeout = None if not outbox else max(0.0, outbox[0][0] - spin_s - time.monotonic())
             try:
                 ready, _, _ = select.select([master, wake], [], [], timeout)
             except InterruptedError:
@@ -186,6 +192,10 @@ class PtyBusServer:
                         heapq.heappush(outbox, (due, seq, r.data))
                         seq += 1
             now = time.monotonic()
+            if outbox and not ready and now < outbox[0][0] <= now + spin_s:
+                while time.monotonic() < outbox[0][0]:
+                    pass
+                now = time.monotonic()
             while outbox and outbox[0][0] <= now:
                 due, _, data = heapq.heappop(outbox)
                 self._send(data)

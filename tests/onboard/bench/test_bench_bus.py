@@ -6,7 +6,7 @@ import os
 
 import sim  # noqa: F401  (registers simbus://)
 from onboard.bench import bus as bench_bus
-from onboard.bench.bus import LEROBOT, ONBOARD, SDK, main
+from onboard.bench.bus import LEROBOT, ONBOARD, RAW, SDK, main
 from onboard.bench.config import BusBenchConfig
 from tests.conftest import require
 
@@ -40,8 +40,10 @@ def test_bench_bus_reports_every_row(tmp_path, capsys):
         for timing in ("instant", "wire")
         for op in ("sync_read", "sync_write")
     }
+    # and the transport's floor: a bare client on the same ptys
+    expected |= {(RAW, PTY, timing, op) for timing in ("instant", "wire") for op in ("sync_read", "sync_write")}
     assert set(rows) == expected
-    assert len(data["rows"]) == len(expected) == 16  # no row twice
+    assert len(data["rows"]) == len(expected) == 20  # no row twice
     for key, r in rows.items():
         assert r["n"] == 30, key
         # in process the emulator answers in the caller's thread: nothing can time out. Across the pty a loaded
@@ -76,6 +78,12 @@ def test_bench_bus_reports_every_row(tmp_path, capsys):
         }
         assert f"vs {driver}: {theirs['median_us']:.0f} us" in table
     assert f"pty wire-time SYNC_READ: onboard {ours['median_us']:.0f} us" in table
+    floor = rows[(RAW, PTY, "wire", "sync_read")]
+    assert v["floor_median_us"] == floor["median_us"] and RAW not in v
+    assert f"a bare client, no driver): {floor['median_us']:.0f} us" in table
+    # the CPUs kept out of slow idle states for the run where permitted (root here), and the request dropped after
+    assert data["cpu_qos"] == ("held at 0 us" if os.geteuid() == 0 else "not permitted")
+    assert f"PM QoS CPU wake latency {data['cpu_qos']}" in table
 
     # the pty emulator on a core of its own where there are two, the drivers on the others; this process's mask back
     assert sorted(os.sched_getaffinity(0)) == usable

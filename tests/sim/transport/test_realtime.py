@@ -13,8 +13,10 @@ import sim  # noqa: F401  (registers simbus://)
 from hardware.feetech.bus import FeetechBus
 from sim.feetech import EmulatedServo, SimBus
 from sim.realtime import (
+    CPU_LATENCY_PATH,
     KWORKER_NICE,
     SWITCH_INTERVAL_S,
+    CpuWakeLatency,
     KernelTtyPriority,
     _unbound_workers,
     raise_thread_priority,
@@ -123,3 +125,30 @@ def test_kernel_tty_workers_are_raised_while_serving_and_put_back_by_the_last_on
         pid: n for pid, n in before.items() if pid in after and pid not in first.changed
     }  # and touched nothing else
     assert list(tmp_path.iterdir()) == [tmp_path / "lock"]  # its records are gone
+
+
+def _cpu_latency_target_us() -> int:
+    """The kernel's current PM QoS CPU latency target (the smallest request in force; 2 s when there is none)."""
+    fd = os.open(CPU_LATENCY_PATH, os.O_RDONLY)
+    try:
+        return int.from_bytes(os.read(fd, 4), sys.byteorder, signed=True)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not os.path.exists(CPU_LATENCY_PATH), reason="no PM QoS device (not Linux)")
+def test_cpu_wake_latency_is_requested_while_serving_and_dropped_after():
+    before = _cpu_latency_target_us()
+    with CpuWakeLatency(0) as held:
+        if os.geteuid() != 0:
+            assert held.state == "not permitted"
+            return
+        assert held.state == "held at 0 us"
+        assert _cpu_latency_target_us() == 0
+    assert _cpu_latency_target_us() == before
+
+
+def test_cpu_wake_latency_without_the_device_changes_nothing(monkeypatch):
+    monkeypatch.setattr("sim.realtime.CPU_LATENCY_PATH", "/nonexistent/cpu_dma_latency")
+    with CpuWakeLatency() as held:
+        assert held.state == "not available"
