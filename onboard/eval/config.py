@@ -9,10 +9,13 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from onboard.eval.fleet import RayOptions
 from robot.policy_loader import policy_kinds
 
 if TYPE_CHECKING:
     from sim import tasks as T
+
+BACKENDS = ("auto", "serial", "processes", "ray")  # onboard.eval.backends; auto: serial for one env, else processes
 
 POLICY_URL_OPTION = {  # --policy.url of `onboard eval` and `onboard run`
     "flag": "--policy.url",
@@ -74,7 +77,20 @@ class EvalConfig:
     )
     output_dir: str = field(default="outputs/eval", metadata={"help": "report.json, summary.png, videos/"})
     horizon: int = field(default=30, metadata={"help": "expert only: the chunk length", "cli": False})
-    num_envs: int = field(default=1, metadata={"help": "environments, each in its own process (1: one, in-process)"})
+    num_envs: int = field(
+        default=1,
+        metadata={"help": "environments, each with its own policy: worker processes or Ray actors (1: in-process)"},
+    )
+    backend: str = field(
+        default="auto",
+        metadata={
+            "choices": BACKENDS,
+            "help": "where the episodes run: serial (this process), processes (--num_envs spawned processes), ray "
+            "(--num_envs Ray actors, local or a cluster: --ray.address); auto: serial for --num_envs=1, else "
+            "processes. The report is the same for the same seeds",
+        },
+    )
+    ray: RayOptions = field(default_factory=RayOptions)
     safety: bool = field(
         default=True,
         metadata={
@@ -101,6 +117,12 @@ class EvalConfig:
             )
         if self.num_envs < 1:
             raise ValueError(f"--num_envs must be >= 1, got {self.num_envs}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "serial" and self.num_envs != 1:
+            raise ValueError(f"--backend=serial runs one env in this process: drop --num_envs={self.num_envs}")
+        if self.ray.address and self.backend != "ray":
+            raise ValueError("--ray.address is where --backend=ray runs its actors; add --backend=ray")
 
     def command(self) -> str:
         """The `onboard eval` command line that reproduces this run."""
@@ -120,7 +142,17 @@ class EvalConfig:
         parts.append(f"--safety={'on' if self.safety else 'off'}")
         if self.num_envs != 1:
             parts.append(f"--num_envs={self.num_envs}")
+        if self.backend != "auto":
+            parts.append(f"--backend={self.backend}")
+        if self.ray.address:
+            parts.append(f"--ray.address={self.ray.address}")
         return shlex.join(parts)
+
+    def resolved_backend(self) -> str:
+        """The backend that runs the episodes: ``backend``, with "auto" resolved by ``num_envs``."""
+        if self.backend != "auto":
+            return self.backend
+        return "serial" if self.num_envs == 1 else "processes"
 
     def resolved_policy_type(self) -> str:
         """``policy_type``; set it first (`onboard eval` does, from the policy folder, when not given)."""

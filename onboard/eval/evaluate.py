@@ -6,8 +6,9 @@ onboard eval --policy.type=expert --task=touch --n=3 --videos=1 --output_dir=out
 ```
 
 Episodes run on the mirrored stack (``SO101Env``) with the policy behind the runtime's async or sync runner
-(``onboard.eval.episodes.run_episode_with_runner``); the policy and the runner come from the factories the caller passes
-(``onboard.eval.factories.policy_and_size`` / ``make_runner``, the defaults). Seeds
+(``onboard.eval.episodes.run_episode_with_runner``), where ``--backend`` says (``onboard.eval.backends``: this
+process, worker processes, or Ray actors; the same report for the same seeds); the policy and the runner come from
+the factories the caller passes (``onboard.eval.factories.policy_and_size`` / ``make_runner``, the defaults). Seeds
 ``seed0 .. seed0 + n - 1`` (default 100000: the data generation draws its layouts from small seeds) pick the colour,
 the phrasing and the layout. Written to ``output_dir``:
 
@@ -30,14 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from onboard.eval.backends import episode_backend
 from onboard.eval.config import EvalConfig, specs_for
 from onboard.eval.episodes import LoadPolicy, MakeRunner
 from onboard.eval.factories import make_runner as _make_runner
 from onboard.eval.factories import policy_and_size
 from onboard.eval.plot import draw_summary
-from onboard.eval.runner import EpisodeRunner, episode_line
 from onboard.eval.stats import runner_totals, summarize
-from onboard.eval.workers import run_parallel
 from robot.latency import parse_latency
 
 
@@ -50,8 +50,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the evaluation of ``cfg`` (module docstring); returns the report (also written to report.json).
     ``load_policy`` / ``make_runner``: the factories (default ``onboard.eval.factories``'s ``policy_and_size`` /
-    ``make_runner``); top-level functions, as ``--num_envs`` pickles them into its worker processes. ``log``: the
-    progress lines and the summary."""
+    ``make_runner``); top-level functions, as ``--num_envs`` pickles them into its worker processes or Ray actors.
+    ``log``: the progress lines and the summary."""
     cfg.resolved_policy_type()
     latency_s = parse_latency(cfg.latency)
     specs = specs_for(cfg)
@@ -59,17 +59,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
 
     t_start = time.monotonic()
-    if cfg.num_envs > 1:
-        episodes = run_parallel(cfg, specs, latency_s, out, log=log, load_policy=load_policy, make_runner=make_runner)
-    else:
-        runner = EpisodeRunner(cfg, out, latency_s, load_policy=load_policy, make_runner=make_runner)
-        episodes = []
-        try:
-            for i, spec in enumerate(specs):
-                episodes.append(runner.run(i, spec))
-                log(episode_line(episodes[-1], cfg.n))
-        finally:
-            runner.close()
+    run = episode_backend(cfg)
+    episodes = run(cfg, specs, latency_s, out, log=log, load_policy=load_policy, make_runner=make_runner)
 
     summary = summarize(episodes)
     report = {

@@ -1,4 +1,5 @@
-"""`onboard eval --num_envs N`: the episodes of an evaluation in N worker processes, each with its own env and policy.
+"""`onboard eval --num_envs N` (``--backend=processes``, the fallback without Ray): the episodes of an evaluation in N
+worker processes, each with its own env and policy.
 
 Each worker (a "spawn" process: MuJoCo's EGL context and the runtime's threads do not survive ``fork``) builds the env
 and policy of the config once (``onboard.eval.runner.EpisodeRunner``, the serial loop's code, with the ``load_policy``
@@ -27,15 +28,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from onboard.eval.fleet import THREAD_VARS
 from onboard.eval.runner import EpisodeRunner, episode_line
 from sim import tasks as T
 
 
 class EvalWorkerError(RuntimeError):
     """A worker failed or died; the message names the episode and holds the worker's traceback."""
-
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def run_parallel(
@@ -80,7 +79,7 @@ def run_parallel(
                             dead.add(w)
                             continue
                         raise EvalWorkerError(
-                            f"eval worker {w} died (exit code {p.exitcode}) {_doing(running.get(w), specs)}"
+                            f"eval worker {w} died (exit code {p.exitcode}) {describe_episode(running.get(w), specs)}"
                         ) from None
                 continue
             if kind == "start":
@@ -91,7 +90,7 @@ def run_parallel(
             elif kind == "exit":
                 exited.add(w)
             else:
-                raise EvalWorkerError(f"eval worker {w} failed {_doing(i, specs)}:\n{payload}")
+                raise EvalWorkerError(f"eval worker {w} failed {describe_episode(i, specs)}:\n{payload}")
     finally:
         for p in procs:
             if p.is_alive():
@@ -101,7 +100,8 @@ def run_parallel(
     return [records[i] for i in range(len(specs))]
 
 
-def _doing(i: int | None, specs: list[T.TaskSpec]) -> str:
+def describe_episode(i: int | None, specs: list[T.TaskSpec]) -> str:
+    """Where a worker was when it failed, for the error message."""
     if i is None:
         return "while building its env and policy (or between episodes)"
     return f"in episode {i} (seed {specs[i].seed}, {specs[i].instruction!r})"
