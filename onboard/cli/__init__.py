@@ -2,7 +2,7 @@
 together, parses options, prints and configures logging).
 
 One module per command group registers its subcommands (``add_parser``): bus, calibrate (calibrate, calibration),
-find, record (record, teleoperate, replay), run, sim, train (train, export), dataset, bench, demo, eval,
+find, record (record, teleoperate, replay), run, sim, train (train, export), dataset, bench, demo, eval, generate,
 serve-policy; rigs.py builds the rigs they drive (a real arm's ports and cameras, or the simulated twin). A
 command's options are derived from its config dataclasses (onboard/cli/options.py); this module keeps the root
 parser, ``main`` and the mapping of errors to exit codes (``onboard.cli.errors``: one line per error, never a
@@ -27,6 +27,7 @@ from onboard.cli import dataset as dataset_cli
 from onboard.cli import demo as demo_cli
 from onboard.cli import eval as eval_cli
 from onboard.cli import find as find_cli
+from onboard.cli import generate as generate_cli
 from onboard.cli import record as record_cli
 from onboard.cli import run as run_cli
 from onboard.cli import serve_policy as serve_policy_cli
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cli.add_parser(sub)
     demo_cli.add_parser(sub)
     eval_cli.add_parser(sub)
+    generate_cli.add_parser(sub)
     serve_policy_cli.add_parser(sub)
     return parser
 

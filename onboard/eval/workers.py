@@ -63,7 +63,7 @@ def run_parallel(
     dead: set[int] = set()
     records: dict[int, dict] = {}
     try:
-        with _thread_env(1):
+        with thread_env(1):
             for w in range(n_workers):
                 args = (w, cfg, specs, latency_s, str(out), tasks, results, load_policy, make_runner)
                 proc = ctx.Process(target=_worker, args=args, name=f"onboard-eval-{w}", daemon=True)
@@ -108,7 +108,7 @@ def describe_episode(i: int | None, specs: list[T.TaskSpec]) -> str:
 
 
 @contextmanager
-def _thread_env(threads: int) -> Iterator[None]:
+def thread_env(threads: int) -> Iterator[None]:
     """``THREAD_VARS`` set to ``threads`` while worker processes start (they inherit the environment)."""
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
     os.environ.update({k: str(threads) for k in THREAD_VARS})

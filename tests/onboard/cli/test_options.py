@@ -222,6 +222,7 @@ CONVERTED = (
     "run",
     "rigs",
     "eval",
+    "generate",
     "demo",
     "serve_policy",
 )
