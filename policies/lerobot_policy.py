@@ -1,4 +1,5 @@
-"""LeRobot checkpoints (ACT, Diffusion; SmolVLA where its backbone files are local) behind the policy seam.
+"""LeRobot checkpoints (ACT, Diffusion; SmolVLA where its backbone files are local; our VLA trained by `lerobot-train
+--policy.type=onboard`, through its plugin) behind the policy seam.
 
 policy = LeRobotPolicy("outputs/train/act/checkpoints/last/pretrained_model")
 policy.reset("pick up the red cube")
@@ -19,6 +20,11 @@ of the observations passed to ``infer`` since ``reset`` (LeRobot's ``populate_qu
 the history is full). With a runner, ``infer`` sees the observations of the ticks it refills on, not of every tick,
 so that history is spaced by the refill period rather than the control period.
 
+A third-party type (``PLUGIN_TYPES``: "onboard", plugins/lerobot_policy_onboard) is loaded the same way once
+LeRobot's ``register_third_party_plugins`` has imported the installed plugins. `onboard eval` / `run` do not come
+here for it by default: ``is_lerobot_checkpoint`` leaves such a folder to our torch VLA backend, which reads the same
+weights without LeRobot (policies.vla.lerobot_format); ``--policy.type=lerobot`` runs it through LeRobot's classes.
+
 torch and lerobot are imported in the constructor only (``import policies`` stays light).
 """
 
@@ -33,17 +39,25 @@ import numpy as np
 from policies.base import STATE_KEY, TASK_KEY, ActionChunk
 from policies.errors import PolicyFileMissingError, PolicyLoadError
 from policies.text import first_line
+from policies.vla.lerobot_format import LEROBOT_TYPE
 
-SUPPORTED_TYPES = ("act", "diffusion", "smolvla")
+BUILT_IN_TYPES = ("act", "diffusion", "smolvla")
+# our VLA as a LeRobot plugin (plugins/lerobot_policy_onboard): LeRobot's classes load it once the plugin is imported
+PLUGIN_TYPES = (LEROBOT_TYPE,)
+SUPPORTED_TYPES = (*BUILT_IN_TYPES, *PLUGIN_TYPES)
 IMAGE_PREFIX = "observation.images."
 PREPROCESSOR = "policy_preprocessor.json"
 POSTPROCESSOR = "policy_postprocessor.json"
 # our own VLA checkpoints also have a config.json with a "type" (policies/vla/checkpoint.py): not LeRobot
 ONBOARD_VLA_TYPE = "onboard_vla"
+# Folders our torch VLA backend reads itself (policies.vla.checkpoint): its own checkpoints and `lerobot-train
+# --policy.type=onboard` ones (the same model and weights, no LeRobot needed); so they are not detected as LeRobot's
+OURS = (ONBOARD_VLA_TYPE, LEROBOT_TYPE)
 
 
 def is_lerobot_checkpoint(path: str | Path) -> bool:
-    """True when ``path`` is a folder whose ``config.json`` has a policy ``"type"`` (and is no bundle of ours)."""
+    """True when ``path`` is a folder whose ``config.json`` has a policy ``"type"`` (and is no bundle or VLA
+    checkpoint of ours, ``OURS``)."""
     folder = Path(path)
     config = folder / "config.json"
     if not config.is_file() or (folder / "bundle.json").is_file():
@@ -52,7 +66,7 @@ def is_lerobot_checkpoint(path: str | Path) -> bool:
         kind = json.loads(config.read_text()).get("type")
     except (OSError, ValueError, AttributeError):
         return False
-    return kind is not None and kind != ONBOARD_VLA_TYPE
+    return kind is not None and kind not in OURS
 
 
 def _read_config(folder: Path) -> dict:
@@ -110,6 +124,19 @@ def _check_local_backbone(raw: dict, folder: Path) -> None:
         )
 
 
+def _register_plugin(kind: str, folder: Path) -> None:
+    """Import the installed LeRobot plugins, as LeRobot's own scripts do first, so that ``kind`` is registered."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    if kind not in PreTrainedConfig.get_known_choices():
+        raise PolicyLoadError(
+            f"{folder}: policy type {kind!r} comes from the LeRobot plugin lerobot_policy_{kind}, which is not "
+            f"installed: pip install -e plugins/lerobot_policy_{kind} (scripts/setup.sh dev does)"
+        )
+
+
 class LeRobotPolicy:
     """A LeRobot ``save_pretrained`` folder behind ``reset(task)`` / ``infer(observation)`` (module docstring)."""
 
@@ -130,6 +157,8 @@ class LeRobotPolicy:
             from lerobot.policies.factory import get_policy_class, make_pre_post_processors
         except ImportError as exc:
             raise ImportError("running a LeRobot checkpoint needs lerobot: pip install 'onboard[interop]'") from exc
+        if kind in PLUGIN_TYPES:
+            _register_plugin(kind, folder)
 
         overrides = [f"--device={device}"]
         if "pretrained_backbone_weights" in raw:  # the weights come from model.safetensors: no torchvision download

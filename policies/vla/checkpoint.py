@@ -5,6 +5,9 @@
     <dir>/stats.json          dataset stats, LeRobot layout: {"observation.state": {"mean": [...], ...}, ...}
 
 Each file is written to a temporary name and renamed into place, so a crash never leaves a half-written file.
+A `lerobot-train --policy.type=onboard` checkpoint (the ``lerobot_policy_onboard`` plugin's ``pretrained_model/``)
+loads the same way: ``policies.vla.lerobot_format`` reads its config.json and weights as these.
+
 ``load_checkpoint`` checks the folder first (``check_checkpoint``): a missing, damaged or mismatched file is a
 ``policies.errors.PolicyLoadError`` naming it. Both take any folder ``policies.checkpoints.resolve_policy_folder``
 takes: a run's output dir, ``checkpoints/last``, ``checkpoints/000050`` or its ``pretrained_model/``.
@@ -23,6 +26,7 @@ import numpy as np
 from policies.checkpoints import resolve_policy_folder
 from policies.errors import POLICY_FOLDERS, PolicyFileMissingError, PolicyLoadError
 from policies.text import first_line
+from policies.vla import lerobot_format
 from policies.vla.config import VLAConfig
 
 CHECKPOINT_TYPE = "onboard_vla"
@@ -81,6 +85,11 @@ def check_checkpoint(path: str | Path) -> tuple[VLAConfig, dict[str, Any]]:
         raise PolicyFileMissingError(f"{path} is not a VLA checkpoint (no config.json); pass {POLICY_FOLDERS}")
     meta = _read_json(path / "config.json")
     kind = meta.get("type") if isinstance(meta, dict) else None
+    if lerobot_format.is_lerobot_vla(meta):  # saved by `lerobot-train --policy.type=onboard` (the plugin)
+        if not (path / "model.safetensors").is_file():
+            raise PolicyFileMissingError(f"{path / 'model.safetensors'} is missing: the checkpoint has no weights")
+        config = lerobot_format.vla_config(meta, path / "config.json")
+        return config, lerobot_format.stats_from_weights(path / "model.safetensors")
     if kind != CHECKPOINT_TYPE:
         hint = " (a LeRobot checkpoint: use --policy.type=lerobot)" if isinstance(kind, str) else ""
         raise PolicyLoadError(f"{path / 'config.json'} has type {kind!r}, expected {CHECKPOINT_TYPE!r}{hint}")
@@ -112,6 +121,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
         tensors = load_file(weights, device=device)
     except Exception as exc:  # safetensors' SafetensorError on a truncated or garbage file
         raise PolicyLoadError(f"{weights} cannot be read ({first_line(exc)}): the checkpoint is damaged") from None
+    if lerobot_format.is_lerobot_vla(_read_json(path / "config.json")):
+        tensors = lerobot_format.model_tensors(tensors)
     try:
         model.load_state_dict(tensors)  # strict: every key must match
     except RuntimeError as exc:
