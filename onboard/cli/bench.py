@@ -1,4 +1,4 @@
-"""`onboard bench bus|sim|policy|loop|serve|soak|run`: does this machine keep up? Each benchmark takes its config
+"""`onboard bench bus|sim|policy|loop|serve|soak|run|eval`: does this machine keep up? Each benchmark takes its config
 (onboard/bench/config.py), from which its options are derived."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from onboard.bench.config import (
     SimBenchConfig,
     SoakBenchConfig,
 )
+from onboard.bench.eval import EvalBenchConfig
 from onboard.cli.options import add_options, config_from
 
 
@@ -64,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "the onboard run loop with the bundled policy and two 640x480 cameras against the served twin, pinned to "
             "--cpus cores: overruns, lateness, per-stage time and CPU, the task's success",
         ),
+        (
+            "eval",
+            EvalBenchConfig,
+            cmd_bench_eval,
+            "`onboard eval` episodes/s with 1, 2, ... workers (Ray actors or processes) and the speed-up",
+        ),
     ):
         p = bsub.add_parser(name, help=text)
         add_options(p, config)
@@ -110,3 +117,9 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     from onboard.bench.run import main
 
     return main(config_from(args, RunBenchConfig))
+
+
+def cmd_bench_eval(args: argparse.Namespace) -> int:
+    from onboard.bench.eval import main
+
+    return main(config_from(args, EvalBenchConfig))
