@@ -8,7 +8,8 @@ functions included, at folder level and at file level:
 | sim/       | hardware, robot, and the numpy-only policy seam policies.base |
 | onboard/   | everything (the one composition root); nothing imports it    |
 
-and no two files import each other, directly or through others (no file circle).
+and no two files import each other, directly or through others (no file circle). The LeRobot plugins in plugins/
+build on one layer each (the policy plugin on policies, the camera plugin on hardware) and nothing of ours imports them.
 """
 
 from __future__ import annotations
@@ -220,6 +221,24 @@ def test_the_checker_sees_imports_in_functions_and_relative_ones(tmp_path):
         "sim/sub/m.py:5 imports policies.runtime",
         "sim/sub/m.py:8 imports onboard",
     ]
+
+
+# plugins/<distribution>/<package>: LeRobot plugins (dev install only), built on one layer of ours each
+PLUGINS: dict[str, set[str]] = {"lerobot_policy_onboard": {"policies"}, "lerobot_camera_onboard": {"hardware"}}
+
+
+def test_plugins_build_on_their_layer_and_nothing_of_ours_imports_them():
+    for package, may in PLUGINS.items():
+        folder = ROOT / "plugins" / package
+        files = sorted((folder / package).rglob("*.py"))
+        assert files, f"no modules under {folder / package}"
+        for path in files:
+            for name, line in imported_names(path, folder):
+                top = name.split(".")[0]
+                assert top not in PACKAGES or top in may, f"{path.relative_to(ROOT)}:{line} imports {name}"
+    for path in all_modules().values():
+        for name, line in imported_names(path):
+            assert name.split(".")[0] not in PLUGINS, f"{path.relative_to(ROOT)}:{line} imports {name}"
 
 
 def test_the_checker_finds_a_file_circle():
