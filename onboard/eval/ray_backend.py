@@ -84,6 +84,7 @@ def run_on_ray(
             if i is not None:
                 pending[actors[w].run.remote(i, specs[i])] = (w, i)
 
+        finished = False
         try:
             for w in range(n_actors):
                 submit(w)
@@ -106,15 +107,18 @@ def run_on_ray(
                 records[i] = record
                 log(episode_line(record, len(specs)))
                 submit(w)
+            finished = True
         finally:
-            _stop(ray, actors)
+            _stop(ray, actors, close=finished)
     return [records[i] for i in range(len(specs))]
 
 
-def _stop(ray: Any, actors: list[Any]) -> None:
-    """Close the actors' envs (briefly), then kill them: a failed or interrupted run leaves none behind."""
+def _stop(ray: Any, actors: list[Any], *, close: bool) -> None:
+    """Kill the actors, after closing their envs when the run finished (a failed or interrupted run does not wait for
+    the episodes still running): none is left behind."""
     try:
-        ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=10)
+        if close:
+            ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=10)
     finally:
         for a in actors:
             ray.kill(a)
