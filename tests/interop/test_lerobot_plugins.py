@@ -1,8 +1,8 @@
 """LeRobot's own `lerobot-train` trains our VLA through the policy plugin (plugins/lerobot_policy_onboard), on a
 dataset `onboard record` records from the simulated rig, decoded by LeRobot's default video backend (torchcodec, with
-the system's FFmpeg libraries); its checkpoint runs in `onboard eval`, exports with `onboard export` to an ONNX
-bundle that computes what the torch model computes, and gives the same actions through LeRobot's classes (the
-plugin's policy and processors) as through our torch backend."""
+the system's FFmpeg libraries), in one process and in two (LeRobot's accelerate/DDP path). Its checkpoint runs in
+`onboard eval`, exports with `onboard export` to an ONNX bundle that computes what the torch model computes, and
+gives the same actions through LeRobot's classes (the plugin's policy and processors) as through our torch backend."""
 
 from __future__ import annotations
 
@@ -106,6 +106,25 @@ def trained(dataset, env, tmp_path_factory) -> tuple[Path, str]:
     return out, proc.stdout + proc.stderr
 
 
+def test_the_plugin_config_carries_the_vla_settings_and_refuses_what_the_model_cannot_do():
+    require("lerobot.configs.policies", "interop")
+    OnboardConfig = require("lerobot_policy_onboard", "dev").OnboardConfig
+    from policies.vla.config import VLAConfig
+    from policies.vla.lerobot_format import model_fields
+
+    config = OnboardConfig(device="cpu")
+    assert config.type == "onboard" and config.n_action_steps == config.chunk_size
+    assert {name: getattr(config, name) for name in model_fields()} == {
+        name: getattr(VLAConfig(), name) for name in model_fields()
+    }
+    with pytest.raises(ValueError, match="IDENTITY"):  # the model normalises itself
+        OnboardConfig(device="cpu", normalization_mapping={"STATE": "MEAN_STD"})
+    with pytest.raises(ValueError, match="n_action_steps"):
+        OnboardConfig(device="cpu", chunk_size=5, n_action_steps=6)
+    with pytest.raises(ValueError, match="image_size 30 must be divisible"):  # VLAConfig's own check
+        OnboardConfig(device="cpu", image_size=30)
+
+
 @pytest.mark.slow
 def test_lerobot_decodes_our_dataset_with_its_default_video_backend(dataset):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -146,6 +165,30 @@ def test_lerobot_train_trains_our_vla_on_our_dataset(trained, dataset):
     for key in ("observation.state", "action"):
         for stat in ("mean", "std"):
             np.testing.assert_allclose(held[key][stat], stats[key][stat], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_lerobot_train_in_two_processes_through_accelerate(dataset, env, tmp_path):
+    """LeRobot's distributed path (accelerate's DDP, what `accelerate launch --multi_gpu` starts on GPUs) in two CPU
+    processes (torchrun, gloo): the policy trains wrapped in DDP and its checkpoint loads as ours."""
+    out = tmp_path / "run"
+    cmd = [
+        Path(sys.executable).with_name("torchrun"),
+        *("--standalone", "--nproc_per_node=2"),
+        lerobot_tool("lerobot-train"),
+        *("--policy.type=onboard", f"--dataset.repo_id={REPO_ID}", f"--dataset.root={dataset}"),
+        *("--steps=10", "--batch_size=4", "--save_freq=10", "--log_freq=5", "--num_workers=0"),
+        *("--policy.device=cpu", "--policy.push_to_hub=false", "--wandb.enable=false", f"--output_dir={out}"),
+        *SMALL,
+    ]
+    proc = run(cmd, tmp_path, env)
+    assert "Effective batch size: 4 x 2 = 8" in proc.stdout + proc.stderr
+
+    from policies.vla.checkpoint import load_checkpoint
+
+    _model, config, stats = load_checkpoint(out)  # the run's folder: checkpoints/last/pretrained_model
+    assert config.cameras == ("front", "wrist") and config.chunk_size == CHUNK
+    assert set(stats) == {"observation.state", "action"}
 
 
 @pytest.mark.slow
