@@ -6,13 +6,14 @@
 Each kind is a ``PolicyKind`` in one table (``register_policy_kind``); `onboard run` and `onboard eval` take their
 ``--policy.type`` choices from it (``policy_kinds``). The built-in kinds load from a folder, which decides the kind
 (``policy_kind``): ``bundle.json`` -> "onnx", our ONNX export (``policies.onnx_policy.OnnxVLAPolicy``, torch-free); a
-LeRobot ``config.json`` with a ``"type"`` -> "lerobot" (``policies.lerobot_policy.LeRobotPolicy``: torch and
-lerobot); anything else -> "vla", our torch VLA checkpoint (``policies.vla.policy.VLAPolicy``). Backends are imported
-only when chosen, so an install without torch runs a bundle. A ``ws://host:port`` address instead of a folder is
-"remote": the policy served by `onboard serve-policy` (``policies.remote.RemotePolicy``; its cameras and image size
-come from the server's handshake; token: ``ONBOARD_POLICY_TOKEN``). The app registers kinds that robot/ cannot build
-itself: onboard/eval registers "expert", the scripted expert, which needs the simulation (``on_robot=False``, no
-folder).
+LeRobot ``config.json`` with a ``"type"`` -> "lerobot" (``policies.lerobot_policy.LeRobotPolicy``: torch and lerobot);
+anything else -> "vla", our torch VLA checkpoint (``policies.vla.policy.VLAPolicy``), which includes `lerobot-train
+--policy.type=onboard` checkpoints (our VLA through the LeRobot plugin in plugins/: the same model and weights, read
+without LeRobot; ``--policy.type=lerobot`` loads them through LeRobot's classes instead). Backends are imported only
+when chosen, so an install without torch runs a bundle. A ``ws://host:port`` address instead of a folder is "remote":
+the policy served by `onboard serve-policy` (``policies.remote.RemotePolicy``; its cameras and image size come from the
+server's handshake; token: ``ONBOARD_POLICY_TOKEN``). The app registers kinds that robot/ cannot build itself:
+onboard/eval registers "expert", the scripted expert, which needs the simulation (``on_robot=False``, no folder).
 
 A folder is first resolved as LeRobot's training layout says (``policies.checkpoints.resolve_policy_folder``): a
 training run's folder (ours or `lerobot-train`'s), its ``checkpoints/last``, ``checkpoints/000050`` and
@@ -226,7 +227,11 @@ def _load_remote(path: str, *, threads: int | None = None, token: str | None = N
 # exact_size: `onboard run` resizes a camera frame for it as training resized the dataset's (policies.features)
 register_policy_kind(
     PolicyKind(
-        "vla", _load_vla, exact_size=True, help="our torch VLA checkpoint (torch): a run's folder or a checkpoint"
+        "vla",
+        _load_vla,
+        exact_size=True,
+        help="our torch VLA checkpoint (torch): a run's folder or a checkpoint, of `onboard train` or of "
+        "`lerobot-train --policy.type=onboard`",
     )
 )
 register_policy_kind(
