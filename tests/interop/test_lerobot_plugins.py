@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require
+from tests.interop.served_twin import served_twin
 
 pytestmark = pytest.mark.interop
 
@@ -259,3 +260,32 @@ def test_lerobots_classes_and_our_backend_give_the_same_actions(trained):
         np.testing.assert_allclose(a, b, atol=1e-4)
         chunks.append(b)
     assert np.abs(chunks[0] - chunks[1]).max() > 1e-2  # another observation and task: other actions
+
+
+@pytest.mark.slow
+def test_lerobot_record_runs_the_checkpoint_on_the_served_twin(trained, env, tmp_path):
+    """`lerobot-record --policy.path`: LeRobot's own loop runs the plugin policy (its processors, select_action) on
+    the served twin, seeing it through the camera plugin (96 px frames for a 32 px model: the model resizes)."""
+    require("lerobot_camera_onboard", "dev")
+    require("mujoco", "sim")
+    out, _ = trained
+    root = tmp_path / "eval_dataset"
+    with served_twin(tmp_path, "--sim.task=touch", "--sim.color=red") as twin:
+        cmd = [
+            lerobot_tool("lerobot-record"),
+            *twin.robot(),
+            f"--policy.path={out / 'checkpoints' / 'last' / 'pretrained_model'}",
+            *("--dataset.repo_id=local/eval_onboard", f"--dataset.root={root}"),
+            "--dataset.single_task=touch the red cube",
+            *("--dataset.num_episodes=1", "--dataset.episode_time_s=2", "--dataset.reset_time_s=0"),
+            *("--dataset.push_to_hub=false", "--play_sounds=false", "--display_data=false"),
+        ]
+        run(cmd, tmp_path, env)
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset("local/eval_onboard", root=root)
+    assert ds.meta.total_episodes == 1 and len(ds) >= 5
+    assert {"observation.images.front", "observation.images.wrist"} <= set(ds.meta.features)
+    actions = np.stack(ds.hf_dataset.with_format("numpy")["action"])  # what the policy chose, step by step
+    assert actions.shape[1] == 6 and np.isfinite(actions).all()
