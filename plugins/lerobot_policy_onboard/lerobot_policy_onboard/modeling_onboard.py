@@ -1,5 +1,5 @@
 """``OnboardPolicy``: our VLA (policies/vla/model.py) behind LeRobot's ``PreTrainedPolicy``, so that `lerobot-train`
-(and with it accelerate's multi-GPU path), `lerobot-record --policy.path` and `lerobot-eval` use it.
+(and with it accelerate's multi-GPU path) trains it and `lerobot-record --policy.path` runs it.
 
 The model is ``policies.vla.model.VLA`` itself, held as ``self.model``; nothing is re-implemented here:
 
