@@ -77,6 +77,8 @@ class FeetechBus(ServoAssembly):
         self.wait = wait or ReplyWait()
         self.wait.max_offset_s = self.latency_s
         self._reader = ReplyReader(self.stats, self.wait)
+        # SYNC_READ requests by (ids, address, length): a control loop asks the same ones at every tick
+        self._sync_reads: dict[tuple[tuple[int, ...], int, int], tuple[bytes, list[tuple[int, int]], str]] = {}
 
     # ----------------------------------------------------------------------------------------------- lifecycle
     @property
@@ -191,7 +193,7 @@ class FeetechBus(ServoAssembly):
             timeout = self.timeout_for(len(packet), reply_bytes, len(expect))
             self.stats.transactions += 1
             if expect:  # stale bytes (a late reply to an earlier request) must not be taken as ours
-                port.reset_input_buffer()
+                self._reader.flush_input(port)
             self._reader.write(port, packet)
             if not expect:
                 return {}
@@ -300,18 +302,22 @@ class FeetechBus(ServoAssembly):
     def sync_read_bytes(
         self, ids: Sequence[int], address: int, length: int, *, check_status: bool = True
     ) -> dict[int, bytes]:
-        ids = list(ids)
-        what = f"SYNC_READ {length} byte(s) at {address}"
-        replies = self.transact(
-            proto.sync_read(ids, address, length),
-            [(i, length) for i in ids],
-            what,
-            rebuild=lambda pending: proto.sync_read(pending, address, length),
-        )
+        key = (tuple(ids), address, length)
+        if (request := self._sync_reads.get(key)) is None:
+            request = (
+                proto.sync_read(key[0], address, length),
+                [(i, length) for i in key[0]],
+                f"SYNC_READ {length} byte(s) at {address}",
+            )
+            if len(self._sync_reads) < 64:
+                self._sync_reads[key] = request
+        packet, expect, what = request
+        replies = self.transact(packet, expect, what, rebuild=lambda pending: proto.sync_read(pending, address, length))
         if check_status:
             for reply in replies.values():
-                self._check(reply, what)
-        return {i: replies[i].params for i in ids}
+                if reply.error:
+                    self._check(reply, what)
+        return {i: replies[i].params for i in key[0]}
 
     def sync_read(self, reg: str | int | Register, ids: Sequence[int], *, check_status: bool = True) -> dict[int, int]:
         """SYNC_READ one register from several servos (one request, one reply per servo in id order)."""
