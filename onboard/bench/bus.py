@@ -12,6 +12,11 @@ Rows (same run, same emulator):
 - (g) a bare client on the same ptys: the request's bytes out, a spin until the replies' bytes are in, no driver
   code: the floor of the transport (kernel delivery and the emulator's timing) that every driver's round trip sits on.
 
+The drivers on a pty are connected to it at once (each with its own descriptor: only the one being measured reads)
+and measured in ten interleaved turns, the order rotating, so that the machine's drift over the run (other jobs, the
+hypervisor) falls on all of them alike: measured one after the other, the same driver's median moved by up to 40 us
+from run to run, more than the differences between drivers. The stacks are in ``onboard.bench.bus_drivers``.
+
 For the whole run the bench holds Linux's PM QoS CPU latency request at 0 us (``sim.realtime.CpuWakeLatency``, as
 ``cyclictest`` does and `onboard sim serve` does while serving; ``--no-cpu-qos`` to leave it): on a virtual machine
 a thread sleeping on an idle CPU is otherwise woken ~90 us late, for the emulator and for a sleeping driver alike.
@@ -31,10 +36,10 @@ bytes. Feetech's SDK busy-polls while it waits, so its CPU time per op is close 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +49,20 @@ from pathlib import Path
 import serial
 
 from hardware.feetech import protocol as proto
-from hardware.feetech.bus import FeetechBus
+from onboard.bench.bus_drivers import (
+    BAUD,
+    GOAL,
+    GOAL_POSITION,
+    IDS,
+    PRESENT_POSITION,
+    READ_REPLIES,
+    SIZE,
+    Ops,
+    lerobot_ops,
+    onboard_ops,
+    raw_ops,
+    sdk_ops,
+)
 from onboard.bench.config import BusBenchConfig
 from onboard.bench.cores import pin_this_process, usable_cores
 from onboard.bench.measure import measure, percentile
@@ -52,14 +70,7 @@ from onboard.bench.sysinfo import machine_info, machine_lines
 from onboard.cli.options import command_line
 from sim.process.bus import BusProcess
 
-IDS = [1, 2, 3, 4, 5, 6]
-NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
-BAUD = 1_000_000
-PRESENT_POSITION, GOAL_POSITION, SIZE = 56, 42, 2
-GOAL = 2048  # written to every servo (torque is off: nothing moves, the bus traffic is the same)
-
 READ_REQUEST = len(proto.sync_read(IDS, PRESENT_POSITION, SIZE))  # 14 bytes
-READ_REPLIES = len(IDS) * (6 + SIZE)  # 6 status packets of 8 bytes
 WRITE_REQUEST = len(proto.sync_write(GOAL_POSITION, SIZE, {i: GOAL.to_bytes(2, "little") for i in IDS}))  # 26
 WIRE_LIMIT_US = {
     "sync_read": proto.wire_time(READ_REQUEST + READ_REPLIES, BAUD) * 1e6,
@@ -132,113 +143,40 @@ def make_row(driver: str, transport: str, timing: str, op: str, lat: list[int], 
     return row
 
 
-def bench_pair(
-    results: Results, driver: str, transport: str, timing: str, read: Callable[[], bool], write: Callable[[], bool]
-) -> None:
-    """Both ops of one driver on one transport. Reads wait for their replies, so they pace themselves; writes get no
-    reply, so they are sent at most one per wire time of their bytes, as a real bus would drain them (faster, the
-    emulator falls behind and the next row's requests would queue behind the backlog)."""
-    for op, fn, pace in (("sync_read", read, 0.0), ("sync_write", write, WIRE_LIMIT_US["sync_write"] / 1e6)):
-        lat, cpu, errors = measure(fn, results.n, results.warmup, pace)
-        results.rows.append(make_row(driver, transport, timing, op, lat, cpu, errors))
-    time.sleep(0.02)  # let the emulator finish with the last packets before anyone else uses the bus
+ROUNDS = 10  # pty rows: each driver measured in this many turns, interleaved, so that drift hits them alike
 
 
-# --------------------------------------------------------------------------------------------------- drivers
-def bench_onboard(results: Results, port: str | serial.SerialBase, transport: str, timing: str) -> None:
-    goals = dict.fromkeys(IDS, GOAL)
-    with FeetechBus(port, BAUD, retries=0) as bus:
+Stack = tuple[str, Callable[[], contextlib.AbstractContextManager[Ops]]]  # (driver, connects it, yields its ops)
 
-        def read() -> bool:
+
+def measure_interleaved(results: Results, stacks: list[Stack], transport: str, timing: str) -> None:
+    """Both ops of every driver stack in ``stacks`` ((driver, context manager factory yielding ``Ops``)) on one
+    transport, connected at once and measured in ``ROUNDS`` interleaved turns (the order rotating from turn to turn),
+    so that the machine's drift over the run (other jobs, the hypervisor) falls on every driver alike. Reads wait
+    for their replies, so they pace themselves; writes get no reply, so they are sent at most one per wire time of
+    their bytes, as a real bus would drain them. A stack that fails to connect is skipped with its reason."""
+    with contextlib.ExitStack() as stack:
+        ops: dict[str, Ops] = {}
+        for driver, connect in stacks:
             try:
-                bus.sync_read("Present_Position", IDS)
-                return True
-            except Exception:
-                return False
-
-        def write() -> bool:
-            bus.sync_write("Goal_Position", goals)
-            return True
-
-        bench_pair(results, ONBOARD, transport, timing, read, write)
-
-
-def bench_lerobot(results: Results, path: str, transport: str, timing: str) -> None:
-    from lerobot.motors import Motor, MotorNormMode
-    from lerobot.motors.feetech import FeetechMotorsBus
-
-    motors = {name: Motor(i, "sts3215", MotorNormMode.DEGREES) for name, i in zip(NAMES, IDS, strict=True)}
-    bus = FeetechMotorsBus(port=path, motors=motors)
-    bus.connect()  # its handshake: ping every id, model numbers, firmware versions
-    goals = dict.fromkeys(NAMES, GOAL)
-    try:
-
-        def read() -> bool:
-            try:
-                bus.sync_read("Present_Position", normalize=False)
-                return True
-            except ConnectionError:
-                return False
-
-        def write() -> bool:
-            bus.sync_write("Goal_Position", goals, normalize=False)
-            return True
-
-        bench_pair(results, LEROBOT, transport, timing, read, write)
-    finally:
-        bus.disconnect(disable_torque=False)
-
-
-def bench_sdk(results: Results, path: str, transport: str, timing: str) -> None:
-    import scservo_sdk as scs
-
-    port = scs.PortHandler(path)
-    if not port.openPort() or not port.setBaudRate(BAUD):
-        raise RuntimeError(f"Feetech SDK could not open {path}")
-    ph = scs.PacketHandler(0)
-    reader = scs.GroupSyncRead(port, ph, PRESENT_POSITION, SIZE)
-    writer = scs.GroupSyncWrite(port, ph, GOAL_POSITION, SIZE)
-    for i in IDS:
-        reader.addParam(i)
-        writer.addParam(i, [scs.SCS_LOBYTE(GOAL), scs.SCS_HIBYTE(GOAL)])
-    try:
-
-        def read() -> bool:
-            if reader.txRxPacket() != scs.COMM_SUCCESS:
-                return False
-            return all(reader.isAvailable(i, PRESENT_POSITION, SIZE) for i in IDS)
-
-        def write() -> bool:
-            return writer.txPacket() == scs.COMM_SUCCESS
-
-        bench_pair(results, SDK, transport, timing, read, write)
-    finally:
-        port.closePort()
-
-
-def bench_raw(results: Results, path: str, transport: str, timing: str) -> None:
-    """No driver at all: write the request's bytes, spin on the port until all the replies' bytes are in (no
-    decoding, no checks). What any driver's round trip on this transport is measured against: the floor."""
-    read_request = proto.sync_read(IDS, PRESENT_POSITION, SIZE)
-    write_request = proto.sync_write(GOAL_POSITION, SIZE, {i: GOAL.to_bytes(2, "little") for i in IDS})
-    with serial.Serial(path, BAUD, timeout=0) as port:  # pyserial sets raw mode and the baud the emulator reads
-        fd = port.fd
-
-        def read() -> bool:
-            os.write(fd, read_request)
-            got, deadline = 0, time.monotonic() + 0.05
-            while got < READ_REPLIES:
-                try:
-                    got += len(os.read(fd, READ_REPLIES))
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        return False
-            return True
-
-        def write() -> bool:
-            return os.write(fd, write_request) == len(write_request)
-
-        bench_pair(results, RAW, transport, timing, read, write)
+                ops[driver] = stack.enter_context(connect())
+            except Exception as exc:  # a third-party stack failing is a finding, not a crash
+                results.skipped.append({"driver": driver, "reason": f"{timing}: {type(exc).__name__}: {exc}"})
+        rounds = max(1, min(ROUNDS, results.n)) if len(ops) > 1 else 1
+        for op, pace in (("sync_read", 0.0), ("sync_write", WIRE_LIMIT_US["sync_write"] / 1e6)):
+            got: dict[str, tuple[list[int], float, int]] = {d: ([], 0.0, 0) for d in ops}
+            for k in range(rounds):
+                order = list(ops)[k % len(ops) :] + list(ops)[: k % len(ops)]
+                for driver in order:
+                    fn = getattr(ops[driver], op.removeprefix("sync_"))
+                    n = results.n // rounds + (1 if k < results.n % rounds else 0)
+                    warmup = results.warmup if k == 0 else min(10, results.warmup)
+                    lat, cpu, errors = measure(fn, n, warmup, pace)
+                    all_lat, all_cpu, all_err = got[driver]
+                    got[driver] = (all_lat + lat, all_cpu + cpu * n, all_err + errors)
+                    time.sleep(0.002)  # let the emulator finish with the last packets before the next driver
+            for driver, (lat, cpu_total, errors) in got.items():
+                results.rows.append(make_row(driver, transport, timing, op, lat, cpu_total / len(lat), errors))
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -252,8 +190,10 @@ def verdict(results: Results) -> tuple[dict[str, object], list[str]]:
     lines = [f"pty wire-time SYNC_READ: onboard {ours.median_us:.0f} us = {ours.ratio_to_wire:.2f}x wire"]
     if (floor := rows.pop(RAW, None)) is not None:
         out["floor_median_us"], out["floor_x_wire"] = floor.median_us, floor.ratio_to_wire
-        lines.append(f"  the transport's floor (a bare client, no driver): {floor.median_us:.0f} us = "
-                     f"{floor.ratio_to_wire:.2f}x wire")
+        lines.append(
+            f"  the transport's floor (a bare client, no driver): {floor.median_us:.0f} us = "
+            f"{floor.ratio_to_wire:.2f}x wire"
+        )
     for driver, r in rows.items():
         cpu_ratio, faster = ours.cpu_us_per_op / r.cpu_us_per_op, ours.median_us < r.median_us
         below = r.ratio_to_wire < 1
@@ -356,12 +296,13 @@ def _main(cfg: BusBenchConfig, cpu_qos: str) -> int:
     for timing in ("instant", "wire"):
         port = serial.serial_for_url(f"simbus://?ids=1-6&timing={timing}", baudrate=BAUD)
         try:
-            bench_onboard(results, port, "simbus:// in-process", timing)
+            in_process = [(ONBOARD, functools.partial(onboard_ops, port))]
+            measure_interleaved(results, in_process, "simbus:// in-process", timing)
         finally:
             port.close()
 
     third_party = []
-    for driver, module, fn in ((LEROBOT, "lerobot.motors.feetech", bench_lerobot), (SDK, "scservo_sdk", bench_sdk)):
+    for driver, module, fn in ((LEROBOT, "lerobot.motors.feetech", lerobot_ops), (SDK, "scservo_sdk", sdk_ops)):
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -392,15 +333,9 @@ def _main(cfg: BusBenchConfig, cpu_qos: str) -> int:
         try:
             pin_this_process(results.cores["drivers"])
             for timing in ("wire", "instant"):
-                transport = PTY
                 path = servers[timing].path
-                bench_raw(results, path, transport, timing)
-                bench_onboard(results, path, transport, timing)
-                for driver, fn in third_party:
-                    try:
-                        fn(results, path, transport, timing)
-                    except Exception as exc:  # a third-party stack failing is a finding, not a crash
-                        results.skipped.append({"driver": driver, "reason": f"{timing}: {type(exc).__name__}: {exc}"})
+                stacks = [(RAW, raw_ops), (ONBOARD, onboard_ops), *third_party]
+                measure_interleaved(results, [(d, functools.partial(fn, path)) for d, fn in stacks], PTY, timing)
         finally:
             pin_this_process(usable)
             for server in servers.values():
