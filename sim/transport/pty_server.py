@@ -47,7 +47,9 @@ from sim.realtime import raise_thread_priority, shorten_switch_interval
 _TERMIOS2 = struct.Struct("4IB19s2I")
 _TCGETS2 = 0x80000000 | (_TERMIOS2.size << 16) | (ord("T") << 8) | 0x2A  # _IOR('T', 0x2A, struct termios2)
 _CBAUD, _BOTHER = 0o010017, 0o010000
-SPIN_S = 30e-6  # wire timing: select() until this long before a reply is due, then spin to its due time (longer spins held back the kernel worker that delivers the previous reply)
+# wire timing: select() until this long before a reply is due, then spin to its due time (a longer spin, 100 us, held
+# back the kernel worker delivering the previous reply to the client)
+SPIN_S = 30e-6
 _SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios) if n[:1] == "B" and n[1:].isdigit()}
 
 
