@@ -6,7 +6,12 @@
 A server thread waits (``select``) on the pty master, feeds what the client wrote to ``SimBus.transact`` and writes
 each reply at its ready time: with ``wire_time=True`` (default) the wire-time model's 10 bits per byte at the line
 baud plus return delays, since a pty itself moves bytes in microseconds whatever the baud; with ``wire_time=False``
-at once (late replies still late).
+at once (late replies still late). A wire's time runs from the client's write, which the server sees only when the
+kernel has carried the bytes across and woken it: the wire-time model counts from that moment minus the pty's
+delivery latency, measured when the server starts (``measure_delivery``, kept in ``delivery_s``: ~10 us with the CPUs
+held out of deep idle states, sim.realtime.CpuWakeLatency; at most 100 us), so a reply leaves when the wire would
+have delivered it. Each reply leaves within microseconds of that time: 1 us of timer slack on the server thread and
+a spin over the last 30 us.
 
 The line baud is what the client configured on the pty, read from the slave's termios at each request with the
 ``TCGETS2`` ioctl (``struct termios2`` carries numeric speeds, so non-standard rates such as 128000 work), falling
@@ -84,6 +89,41 @@ def read_master(master: int) -> bytes:
         return b""
 
 
+MAX_DELIVERY_S = 100e-6  # a delivery latency measured on a loaded machine is not taken beyond this
+
+
+def measure_delivery(master: int, slave: int, n: int = 32) -> float:
+    """The shortest time from a write on the pty's slave end (where a client writes) to ``select`` on the master
+    returning in the calling thread (the server's wait), over ``n`` one-byte writes 0.5 ms apart from another thread:
+    how much later than its client's write the server sees a request at the least (the shortest, not a median, so
+    that a loaded machine's delays are never taken for the pty's). Called before any client can open the pty."""
+    stamps: list[float] = []
+
+    def writer() -> None:
+        for _ in range(n):
+            time.sleep(0.0005)
+            stamps.append(time.monotonic())
+            os.write(slave, b"\0")
+
+    thread = threading.Thread(target=writer, name="pty-delivery-probe", daemon=True)
+    thread.start()
+    latencies = []
+    for i in range(n):
+        ready, _, _ = select.select([master], [], [], 0.1)
+        seen = time.monotonic()
+        if not ready:
+            break
+        got = len(read_master(master))
+        if got == 1 and i < len(stamps):
+            latencies.append(seen - stamps[i])
+        elif got > 1:  # two probes read as one: the pairing is lost, stop here
+            break
+    thread.join()
+    while read_master(master):  # nothing of the probes is left for a client
+        pass
+    return min(latencies) if latencies else 0.0
+
+
 class PtyBusServer:
     """Serve ``bus`` on a fresh pseudo-terminal; ``path`` is the device a client opens (``start``/``stop``/``with``)."""
 
@@ -96,6 +136,7 @@ class PtyBusServer:
         self.path: str | None = None
         self.dropped_bytes = 0  # reply bytes the client's full input buffer refused
         self.reply_lateness_s: deque[float] = deque(maxlen=100_000)  # sent minus due time of the latest replies
+        self.delivery_s = 0.0  # the pty's measured delivery latency, subtracted from the wire-time due times
         self._started = threading.Event()
         self._master = self._slave = self._wake_r = self._wake_w = -1
         self._thread: threading.Thread | None = None
@@ -164,10 +205,12 @@ class PtyBusServer:
         self.thread_id = threading.get_native_id()
         if self.realtime:
             self.priority = raise_thread_priority()
-        self._started.set()
         master, wake = self._master, self._wake_r
         if self.wire_time:
             fine_timer_slack()  # select's timeouts then end within microseconds, not up to 50 us late
+            self.delivery_s = min(MAX_DELIVERY_S, measure_delivery(master, self._slave))
+        self._started.set()
+        delivery = self.delivery_s
         outbox: list[tuple[float, int, bytes]] = []  # (monotonic due time, sequence, bytes)
         seq = 0
         spin_s = SPIN_S if self.wire_time else 0.0
@@ -190,7 +233,7 @@ class PtyBusServer:
                     delay = 0.0
                     for r in self.bus.transact(data, t, self.line_baud):
                         delay += r.late_s
-                        due = now + (r.ready_at - t) if self.wire_time else now + delay
+                        due = now - delivery + (r.ready_at - t) if self.wire_time else now + delay
                         heapq.heappush(outbox, (due, seq, r.data))
                         seq += 1
             now = time.monotonic()
@@ -200,8 +243,8 @@ class PtyBusServer:
                 now = time.monotonic()
             while outbox and outbox[0][0] <= now:
                 due, _, data = heapq.heappop(outbox)
-                self._send(data)
-                self.reply_lateness_s.append(time.monotonic() - due)
+                self.reply_lateness_s.append(time.monotonic() - due)  # before the send: a client that has its
+                self._send(data)  # reply finds it counted
 
     def _send(self, data: bytes) -> None:
         try:

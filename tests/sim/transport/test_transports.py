@@ -15,7 +15,7 @@ from sim.feetech.bus import get_bus, register_bus, unregister_bus
 from sim.feetech.motor import SimpleMotor
 from sim.feetech.servo import EmulatedServo
 from sim.transport import protocol_simbus
-from sim.transport.pty_server import PtyBusServer
+from sim.transport.pty_server import MAX_DELIVERY_S, PtyBusServer
 
 MBAUD = 1_000_000
 
@@ -253,6 +253,18 @@ def test_pty_server_with_plain_pyserial():
             assert port.read(1) == b""
             assert bus.servo(2).read_register("Acceleration") == 100
     assert not server.running
+
+
+def test_pty_server_measures_its_delivery_latency_and_leaves_no_probe_bytes():
+    # with wire timing the server measures how late it sees a write (before any client can open the pty) and counts
+    # the wire time from the estimated write; the probe's bytes never reach a client
+    with PtyBusServer(SimBus(ids=[1])) as server:
+        assert 0 < server.delivery_s <= MAX_DELIVERY_S
+        with serial.Serial(server.path, MBAUD, timeout=0.05) as port:
+            assert port.read(64) == b""
+            assert [p.id for p in transact(port, P.ping(1))] == [1]
+    with PtyBusServer(SimBus(ids=[1]), wire_time=False) as server:
+        assert server.delivery_s == 0.0  # at once: nothing to count from
 
 
 def test_pty_baud_mismatch_is_silent_and_baud_changes_work():
