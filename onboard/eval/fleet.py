@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +79,8 @@ def ray_session(options: RayOptions, num_cpus: int) -> Iterator[Any]:
         yield ray
         return
     quiet = {"logging_level": logging.WARNING, "log_to_driver": log.isEnabledFor(logging.INFO)}
+    # ray.init installs its own SIGTERM handler in this process and shutdown leaves it: put ours back afterwards
+    handlers = _signal_handlers()
     try:
         if options.address:
             ray.init(address=options.address, **quiet)
@@ -85,11 +89,35 @@ def ray_session(options: RayOptions, num_cpus: int) -> Iterator[Any]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {options.address!r}" if options.address else "a local Ray"
         hint = " (is `ray start --head` running there?)" if options.address else ""
+        _restore(handlers)
         raise FleetError(f"could not start or join {where}{hint}: {exc}") from exc
     try:
         yield ray
     finally:
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        finally:
+            _restore(handlers)
+
+
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+
+def _signal_handlers() -> dict[int, Any]:
+    """This process's handlers of the terminating signals (main thread only: elsewhere none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    found = {}
+    for name in _SIGNALS:
+        if (signum := getattr(signal, name, None)) is not None:
+            found[signum] = signal.getsignal(signum)
+    return found
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 def one_thread() -> None:

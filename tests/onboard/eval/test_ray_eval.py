@@ -3,6 +3,7 @@ same seeds, videos included; an actor's failure names the episode; the options a
 
 import copy
 import json
+import signal
 import sys
 
 import pytest
@@ -26,6 +27,7 @@ def test_ray_backend_gives_the_serial_report(tmp_path, capsys, monkeypatch):
     ray = require("ray", "fleet")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     started_here = not ray.is_initialized()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     argv = ["eval", "--policy.type=expert", "--task=touch", "--n=3", "--seed0=100040", "--videos=1"]
     assert main([*argv, f"--output_dir={tmp_path / 'serial'}"]) == 0
     assert main([*argv, "--backend=ray", "--num_envs=2", f"--output_dir={tmp_path / 'ray'}"]) == 0
@@ -46,6 +48,8 @@ def test_ray_backend_gives_the_serial_report(tmp_path, capsys, monkeypatch):
     assert len(progress) == 6  # 3 per run, as episodes finish
     if started_here:
         assert not ray.is_initialized()  # the local Ray of the run was shut down with it
+    # ray.init installs its own SIGTERM handler and its shutdown leaves it: ours are back after the run
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
 @pytest.mark.slow
@@ -54,6 +58,7 @@ def test_actor_failures_name_the_episode(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     from onboard.eval.ray_backend import run_on_ray
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         cfg = EvalConfig(policy_type="expert", task="touch", n=3, num_envs=2, backend="ray", output_dir=str(tmp_path))
@@ -74,6 +79,8 @@ def test_actor_failures_name_the_episode(tmp_path, monkeypatch):
         assert ray.is_initialized()  # a Ray the caller started is left running
     finally:
         ray.shutdown()
+        for sig, handler in handlers.items():  # ray.init replaced this process's SIGTERM handler (as the app's
+            signal.signal(sig, handler)  # ray_session puts back; here the test started Ray itself)
 
 
 @pytest.mark.parametrize(
