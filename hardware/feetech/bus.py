@@ -189,15 +189,15 @@ class FeetechBus(ServoAssembly):
                 if rebuild is not None:
                     expect = [(i, n) for i, n in expect if i not in got]
                     packet = rebuild([i for i, _ in expect])
-            reply_bytes = sum(6 + n for _, n in expect)
-            timeout = self.timeout_for(len(packet), reply_bytes, len(expect))
-            self.stats.transactions += 1
             if expect:  # stale bytes (a late reply to an earlier request) must not be taken as ours
                 self._reader.flush_input(port)
             self._reader.write(port, packet)
+            self.stats.transactions += 1
             if not expect:
                 return {}
-            sent_at = time.monotonic()
+            sent_at = time.monotonic()  # what follows is done while the bytes are on the wire
+            reply_bytes = sum(6 + n for _, n in expect)
+            timeout = self.timeout_for(len(packet), reply_bytes, len(expect))
             due = sent_at + self.reply_due(len(packet), reply_bytes, len(expect))
             last_s = proto.wire_time(6 + expect[-1][1], self._baudrate) + self.return_delay_s
             replies, last_error = self._reader.collect(
@@ -323,7 +323,15 @@ class FeetechBus(ServoAssembly):
         """SYNC_READ one register from several servos (one request, one reply per servo in id order)."""
         r = register(reg)
         data = self.sync_read_bytes(ids, r.address, r.size, check_status=check_status)
-        return {i: r.decode(d) for i, d in data.items()}
+        # r.decode inlined (each reply's size was checked as it was collected): the control loop's hot path
+        from_bytes, sign_bit = int.from_bytes, r.sign_bit
+        if sign_bit is None:
+            return {i: from_bytes(d, "little") for i, d in data.items()}
+        mask, out = (1 << sign_bit) - 1, {}
+        for i, d in data.items():
+            raw = from_bytes(d, "little")
+            out[i] = -(raw & mask) if raw >> sign_bit & 1 else raw & mask
+        return out
 
     def sync_write(self, reg: str | int | Register, values: Mapping[int, int], *, check_range: bool = True) -> None:
         """SYNC_WRITE one register on several servos (broadcast, no reply)."""

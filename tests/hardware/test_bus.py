@@ -59,6 +59,11 @@ def test_signed_registers_round_trip_through_the_servo(bus):
     assert bus.read(1, "Homing_Offset") == -1000
     raw = bus.read_bytes(1, 31, 2)
     assert int.from_bytes(raw, "little") == (1 << 11) | 1000  # sign-magnitude on the wire
+    expect = {1: -2047, 2: 2047, 3: 0, 4: -1}
+    for i, value in expect.items():
+        bus.write(i, "Homing_Offset", value)
+    assert bus.sync_read("Homing_Offset", list(expect)) == expect  # sync_read decodes signs as read() does
+    assert bus.sync_read("Goal_Position", list(expect)) == {i: bus.read(i, "Goal_Position") for i in expect}
 
 
 def test_goal_moves_the_servo_and_sync_read_reports_it(bus):
