@@ -57,5 +57,6 @@ def make(root: Path, episodes: int = 3, frames: int = 20, *, size: int = 96, fin
 
 
 def load(root: Path):
-    """The dataset as LeRobot reads it (PyAV: torchcodec cannot load here)."""
+    """The dataset as LeRobot reads it, decoded with PyAV (what a LeRobot install without FFmpeg's shared libraries
+    needs; the dev install has them, and tests/interop/test_lerobot_plugins.py decodes with torchcodec)."""
     return lerobot_dataset_class()("local/lerobot_made", root=root, video_backend="pyav")
