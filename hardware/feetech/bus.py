@@ -32,7 +32,7 @@ from hardware.feetech.errors import (
 )
 from hardware.feetech.protocol import BROADCAST_ID, PacketDecoder, StatusPacket
 from hardware.feetech.replies import BusStats, ReplyReader, ReplyWait
-from hardware.feetech.tables import Register, register
+from hardware.feetech.tables import Register, decode_sign_magnitude, register
 
 log = logging.getLogger(__name__)
 
@@ -323,15 +323,11 @@ class FeetechBus(ServoAssembly):
         """SYNC_READ one register from several servos (one request, one reply per servo in id order)."""
         r = register(reg)
         data = self.sync_read_bytes(ids, r.address, r.size, check_status=check_status)
-        # r.decode inlined (each reply's size was checked as it was collected): the control loop's hot path
-        from_bytes, sign_bit = int.from_bytes, r.sign_bit
+        # not r.decode: each reply's size was checked as it was collected (the control loop's hot path)
+        sign_bit = r.sign_bit
         if sign_bit is None:
-            return {i: from_bytes(d, "little") for i, d in data.items()}
-        mask, out = (1 << sign_bit) - 1, {}
-        for i, d in data.items():
-            raw = from_bytes(d, "little")
-            out[i] = -(raw & mask) if raw >> sign_bit & 1 else raw & mask
-        return out
+            return {i: int.from_bytes(d, "little") for i, d in data.items()}
+        return {i: decode_sign_magnitude(int.from_bytes(d, "little"), sign_bit) for i, d in data.items()}
 
     def sync_write(self, reg: str | int | Register, values: Mapping[int, int], *, check_range: bool = True) -> None:
         """SYNC_WRITE one register on several servos (broadcast, no reply)."""

@@ -232,12 +232,10 @@ class ReplyReader:
             else:
                 available = port.in_waiting
                 chunk = port.read(available) if available else b""
-            if chunk:
-                pass
-            elif phase is FIRST or phase is EARLY:
+            if not chunk and (phase is FIRST or phase is EARLY):
                 phase = SLEEP
                 continue
-            else:
+            if not chunk:
                 phase = POLL
                 now = monotonic()
                 if now >= deadline:

@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onboard.cli.options import add_options, config_from
-from onboard.cli.rigs import FOLLOWER, LEADER, SimTeleopOptions
-from onboard.eval.fleet import RayOptions
+from onboard.cli.rigs import FOLLOWER, LEADER, SimTeleopOptions, sim_rig_kwargs
+from onboard.eval.fleet import BACKENDS, RayOptions, check_backend, resolve_backend
 from robot.arm_config import ArmConfig
 from robot.record_config import RecordConfig
-
-BACKENDS = ("auto", "serial", "processes", "ray")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +54,7 @@ class GenerateCommand:
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ValueError(f"--num_workers must be >= 1, got {self.num_workers}")
-        if self.backend == "serial" and self.num_workers != 1:
-            raise ValueError(f"--backend=serial runs one worker in this process: drop --num_workers={self.num_workers}")
-        if self.ray.address and self.backend != "ray":
-            raise ValueError("--ray.address is where --backend=ray runs its actors; add --backend=ray")
+        check_backend(self.backend, self.num_workers, self.ray, worker="worker", flag="--num_workers")
         if self.robot.port != "sim" or self.teleop.port != "sim":
             raise ValueError("onboard generate records on the simulated rig (port sim); a real arm: `onboard record`")
         if self.dataset.resume or self.dataset.status_file is not None:
@@ -68,9 +63,7 @@ class GenerateCommand:
             raise ValueError(f"--dataset.num_episodes must be >= 1, got {self.dataset.num_episodes}")
 
     def resolved_backend(self) -> str:
-        if self.backend != "auto":
-            return self.backend
-        return "serial" if self.num_workers == 1 else "processes"
+        return resolve_backend(self.backend, self.num_workers)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,23 +79,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _absolute(arm: ArmConfig) -> ArmConfig:
     """The arm with its calibration folder as an absolute path (a worker may run elsewhere)."""
     return dataclasses.replace(arm, calibration_dir=arm.calibration_path.parent.resolve())
-
-
-def _rig_kwargs(options: GenerateCommand, robot: ArmConfig, teleop: ArmConfig) -> dict:
-    """The keyword arguments of ``sim.rigs.teleop.build_sim_rig`` (as `onboard record --robot.port=sim` builds it)."""
-    sim, size = options.sim, int(options.sim.image_size)
-    kwargs = {
-        "robot_calibration": str(robot.calibration_path),
-        "teleop_calibration": str(teleop.calibration_path),
-        "seed": int(sim.seed),
-        "image_size": (size, size),
-        "fps": float(options.dataset.fps),
-        "tasks": (sim.task,) if sim.task else None,
-        "disturbance_deg": float(sim.disturbance),
-    }
-    if sim.disturbance_floor is not None:
-        kwargs["disturbance_floor"] = float(sim.disturbance_floor)
-    return kwargs
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -133,7 +109,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         record=record,
         robot=robot,
         teleop=teleop,
-        rig=_rig_kwargs(options, robot, teleop),
+        rig=sim_rig_kwargs(options.sim, options.dataset.fps, robot.calibration_path, teleop.calibration_path),
     )
     backend = options.resolved_backend()
     print(
@@ -162,7 +138,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    report = merge(root, [Path(s["root"]) for s in summaries], repo_id=record.repo_id)
+    report = merge(root, [Path(s["root"]) for s in summaries])
     if not options.keep_shards:
         remove_shards(shards_dir)
     print(report)

@@ -169,26 +169,36 @@ def arm_calibration_path(args: argparse.Namespace, prefix: str) -> Path | None:
     ).calibration_path
 
 
+def sim_rig_kwargs(
+    sim: SimTeleopOptions, fps: float, robot_calibration: Path | None, teleop_calibration: Path | None
+) -> dict:
+    """The keyword arguments of ``sim.rigs.teleop.build_sim_rig`` for ``--sim.*`` at ``fps`` (plain values: `onboard
+    generate` hands them to workers in other processes)."""
+    from sim.twin.disturbance import DISTURBANCE_FLOOR
+
+    if not math.isfinite(float(fps)):
+        raise ValueError(f"bad fps {fps!r}")
+    return {
+        "robot_calibration": robot_calibration,
+        "teleop_calibration": teleop_calibration,
+        "seed": int(sim.seed),
+        "image_size": (int(sim.image_size), int(sim.image_size)),
+        "fps": float(fps),
+        "tasks": (sim.task,) if sim.task else None,
+        "disturbance_deg": float(sim.disturbance),
+        "disturbance_floor": DISTURBANCE_FLOOR if sim.disturbance_floor is None else float(sim.disturbance_floor),
+    }
+
+
 def build_sim_rig_from_args(args: argparse.Namespace) -> SimTeleopRig:
     """``--robot.port=sim`` for record/teleoperate/replay (``SimTeleopOptions``; the rate of --dataset.fps or
     --fps): the simulated follower with its cameras, the expert-driven simulated leader and the sim clock."""
     from sim.rigs.teleop import build_sim_rig
-    from sim.twin.disturbance import DISTURBANCE_FLOOR
 
     sim = config_from(args, SimTeleopOptions, "sim.")
     fps = getattr(args, "dataset_fps", None) or getattr(args, "fps", None) or SIM_FPS
-    if not math.isfinite(float(fps)):
-        raise ValueError(f"bad fps {fps!r}")
-    return build_sim_rig(
-        robot_calibration=arm_calibration_path(args, "robot"),
-        teleop_calibration=arm_calibration_path(args, "teleop"),
-        seed=int(sim.seed),
-        image_size=(int(sim.image_size), int(sim.image_size)),
-        fps=float(fps),
-        tasks=(sim.task,) if sim.task else None,
-        disturbance_deg=float(sim.disturbance),
-        disturbance_floor=DISTURBANCE_FLOOR if sim.disturbance_floor is None else float(sim.disturbance_floor),
-    )
+    robot, teleop = arm_calibration_path(args, "robot"), arm_calibration_path(args, "teleop")
+    return build_sim_rig(**sim_rig_kwargs(sim, fps, robot, teleop))
 
 
 def build_sim_follower_rig_from_args(args: argparse.Namespace) -> SimFollowerRig:

@@ -9,13 +9,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from onboard.eval.fleet import RayOptions
+from onboard.eval.fleet import BACKENDS, RayOptions, check_backend, resolve_backend
 from robot.policy_loader import policy_kinds
 
 if TYPE_CHECKING:
     from sim import tasks as T
-
-BACKENDS = ("auto", "serial", "processes", "ray")  # onboard.eval.backends; auto: serial for one env, else processes
 
 POLICY_URL_OPTION = {  # --policy.url of `onboard eval` and `onboard run`
     "flag": "--policy.url",
@@ -117,12 +115,7 @@ class EvalConfig:
             )
         if self.num_envs < 1:
             raise ValueError(f"--num_envs must be >= 1, got {self.num_envs}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.backend == "serial" and self.num_envs != 1:
-            raise ValueError(f"--backend=serial runs one env in this process: drop --num_envs={self.num_envs}")
-        if self.ray.address and self.backend != "ray":
-            raise ValueError("--ray.address is where --backend=ray runs its actors; add --backend=ray")
+        check_backend(self.backend, self.num_envs, self.ray, worker="env", flag="--num_envs")
 
     def command(self) -> str:
         """The `onboard eval` command line that reproduces this run."""
@@ -150,9 +143,7 @@ class EvalConfig:
 
     def resolved_backend(self) -> str:
         """The backend that runs the episodes: ``backend``, with "auto" resolved by ``num_envs``."""
-        if self.backend != "auto":
-            return self.backend
-        return "serial" if self.num_envs == 1 else "processes"
+        return resolve_backend(self.backend, self.num_envs)
 
     def resolved_policy_type(self) -> str:
         """``policy_type``; set it first (`onboard eval` does, from the policy folder, when not given)."""

@@ -46,6 +46,27 @@ class RayOptions:
     )
 
 
+BACKENDS = ("auto", "serial", "processes", "ray")  # where a fleet's workers run; auto: serial for one, else processes
+
+
+def resolve_backend(backend: str, workers: int) -> str:
+    """``backend``, with "auto" resolved by the number of workers."""
+    if backend != "auto":
+        return backend
+    return "serial" if workers == 1 else "processes"
+
+
+def check_backend(backend: str, workers: int, ray: RayOptions, *, worker: str, flag: str) -> None:
+    """A ``ValueError`` saying what to change when ``--backend``, the worker count (``flag``; ``worker``: what one
+    is called) and ``--ray.address`` do not fit together."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "serial" and workers != 1:
+        raise ValueError(f"--backend=serial runs one {worker} in this process: drop {flag}={workers}")
+    if ray.address and backend != "ray":
+        raise ValueError("--ray.address is where --backend=ray runs its actors; add --backend=ray")
+
+
 class FleetError(ValueError):
     """Ray is missing or could not be started/joined: the run cannot start as asked (exit code 2); the message says
     what to do."""

@@ -86,10 +86,9 @@ class _Shard:
         return [self.index.rows[ep] for ep in range(self.total)]
 
 
-def merge(out: str | Path, shards: list[str | Path], *, repo_id: str | None = None) -> MergeReport:
+def merge(out: str | Path, shards: list[str | Path]) -> MergeReport:
     """Merge ``shards`` (dataset folders, in this order) into a new dataset at ``out`` (module doc). ``out`` must not
-    exist. ``repo_id`` is accepted for symmetry with the writer (v3.0 keeps no name on disk). Raises ``MergeError``."""
-    del repo_id
+    exist. Raises ``MergeError``."""
     out = Path(out)
     if not shards:
         raise MergeError("nothing to merge: give at least one dataset folder")
