@@ -40,7 +40,9 @@ _CONFIG_KEYS = ("cameras", "image_size", "chunk_size")
 _AGAIN = "copy the bundle again, or export it again with `onboard export`"
 
 
-def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
+def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, recipe: dict[str, Any] | None = None) -> Path:
+    """The checkpoint as an ONNX bundle in ``out_dir``; ``recipe``: how the model was made (bundle.json's
+    ``recipe``, e.g. scripts/make_model.sh's record of its settings and stage times)."""
     from policies.vla.checkpoint import load_checkpoint
     from policies.vla.export import export_onnx, input_names
 
@@ -67,6 +69,8 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path) -> Path:
         if step is not None:
             training["step"] = step
         manifest["training"] = training
+    if recipe is not None:
+        manifest["recipe"] = recipe
     manifest["files"] = files_manifest(out, [POLICY_FILE, text_file, f"text/{TOKENIZER}"])
     tmp = out / ".bundle.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))

@@ -23,6 +23,7 @@ import sys
 from onboard.cli import bench as bench_cli
 from onboard.cli import bus as bus_cli
 from onboard.cli import calibrate as calibrate_cli
+from onboard.cli import dagger as dagger_cli
 from onboard.cli import dataset as dataset_cli
 from onboard.cli import demo as demo_cli
 from onboard.cli import eval as eval_cli
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.add_parser(sub)
     eval_cli.add_parser(sub)
     generate_cli.add_parser(sub)
+    dagger_cli.add_parser(sub)
     serve_policy_cli.add_parser(sub)
     return parser
 

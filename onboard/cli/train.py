@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from onboard.cli.options import add_options, config_from
 from policies.train_config import TrainConfig
@@ -55,6 +57,13 @@ class ExportConfig:
         }
     )
     output_dir: str = field(metadata={"help": "bundle folder"})
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "a JSON file describing how the model was made (scripts/make_model.sh writes one: its command, "
+            "settings, datasets and stage times); copied into bundle.json as 'recipe'"
+        },
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -135,7 +144,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from policies.bundle import export_bundle
 
     cfg = config_from(args, ExportConfig)
-    out = export_bundle(cfg.checkpoint, cfg.output_dir)  # resolves a run's folder or checkpoints/last
+    recipe = None
+    if cfg.recipe is not None:
+        try:
+            recipe = json.loads(Path(cfg.recipe).read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: --recipe {cfg.recipe}: {exc}", file=sys.stderr)
+            return 2
+    out = export_bundle(cfg.checkpoint, cfg.output_dir, recipe=recipe)  # resolves a run's folder or checkpoints/last
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     print(f"bundle written to {out} ({size:.1f} MB); run it with policies.onnx_policy.OnnxVLAPolicy (no torch)")
     return 0

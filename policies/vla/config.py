@@ -28,6 +28,11 @@ class VLAConfig:
     conv_channels: tuple[int, ...] = _opt(
         (32, 64, 96, 128), "channels of the stride-2 conv stages: 96 -> 48 -> 24 -> 12 -> 6 px (repeatable)"
     )
+    plain_stages: int = _opt(
+        0,
+        "the first N conv stages without their residual 3x3 conv and FiLM (0: every stage has them); the first "
+        "stage's residual conv, at 48 px, is about half of the conv net's arithmetic",
+    )
     d_model: int = _opt(128, "transformer width")
     n_heads: int = _opt(4, "attention heads")
     n_encoder_layers: int = _opt(2, "transformer encoder layers")
@@ -52,6 +57,11 @@ class VLAConfig:
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by 2**len(conv_channels) = "
                 f"{2 ** len(self.conv_channels)} (each conv stage halves the image); change one of them"
+            )
+        if not 0 <= self.plain_stages < len(self.conv_channels):
+            raise ValueError(
+                f"plain_stages must be in [0, {len(self.conv_channels)}) (a later stage must take the instruction), "
+                f"got {self.plain_stages}"
             )
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")

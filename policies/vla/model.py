@@ -29,18 +29,23 @@ def _groups(c: int) -> int:
 
 
 class ConvStage(nn.Module):
-    """Stride-2 conv, then a residual 3x3 conv whose normalised features are modulated by the text (FiLM)."""
+    """Stride-2 conv, then a residual 3x3 conv whose normalised features are modulated by the text (FiLM);
+    ``residual=False``: the stride-2 conv alone (a cheaper early stage)."""
 
-    def __init__(self, c_in: int, c_out: int, text_dim: int):
+    def __init__(self, c_in: int, c_out: int, text_dim: int, residual: bool = True):
         super().__init__()
         self.down = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False)
         self.norm1 = nn.GroupNorm(_groups(c_out), c_out)
-        self.conv = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
-        self.film = nn.Linear(text_dim, 2 * c_out)  # zero-initialised: starts as the identity modulation
+        self.residual = residual
+        if residual:
+            self.conv = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+            self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+            self.film = nn.Linear(text_dim, 2 * c_out)  # zero-initialised: starts as the identity modulation
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.norm1(self.down(x)))  # (N,C,H/2,W/2)
+        if not self.residual:
+            return x
         gamma, beta = self.film(text).chunk(2, dim=-1)  # (N,C), (N,C)
         h = self.norm2(self.conv(x)) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]  # (N,C,H/2,W/2)
         return x + F.gelu(h)  # (N,C,H/2,W/2)
@@ -102,7 +107,10 @@ class VLA(nn.Module):
         cfg = self.config = config
         d, K, S = cfg.d_model, len(cfg.cameras), cfg.feature_size
         chans = (3, *cfg.conv_channels)
-        self.stages = nn.ModuleList(ConvStage(chans[i], chans[i + 1], cfg.text_dim) for i in range(len(chans) - 1))
+        self.stages = nn.ModuleList(
+            ConvStage(chans[i], chans[i + 1], cfg.text_dim, residual=i >= cfg.plain_stages)
+            for i in range(len(chans) - 1)
+        )
         self.img_proj = nn.Conv2d(chans[-1], d, 1)  # features -> tokens
         self.pos_emb = nn.Parameter(torch.zeros(S * S, d))  # (S*S,d) spatial position
         self.cam_emb = nn.Parameter(torch.zeros(K, d))  # (K,d) which camera
@@ -124,8 +132,9 @@ class VLA(nn.Module):
         for p in (self.pos_emb, self.cam_emb, self.type_emb, self.queries):
             nn.init.normal_(p, std=0.02)
         for stage in self.stages:
-            nn.init.zeros_(stage.film.weight)
-            nn.init.zeros_(stage.film.bias)
+            if stage.residual:
+                nn.init.zeros_(stage.film.weight)
+                nn.init.zeros_(stage.film.bias)
         if stats is not None:
             self.set_stats(stats)
 

@@ -76,6 +76,7 @@ class ExpertMotion:
         if self._script is None:
             self._goal = state.joints.copy()
             self._out = state.joints.copy()
+            self._cmd_pos = self.site_now()[0]  # straight-line moves start where the tool point is
             self._script = self._main()
         goal = next(self._script)
         if self._grip_hold is not None:

@@ -13,6 +13,9 @@ torque over stall torque, what the servo's Present_Load reports) is a few percen
 Overload_Torque (LeRobot sets 25 % on the gripper) for its Protection_Time (2 s) turns its torque off. Touching stops
 at the first contact instead of pressing on.
 
+An expert can also start mid-episode, from whatever state a policy left (DAgger: ``onboard.eval.dagger``): its
+moves start from the measured pose, and a cube already held between the jaws is held on, not dropped and regrasped.
+
 Scripts are generators: each phase (approach, turn, descend, close, lift, carry, lower, release, ...) yields one goal
 per ``act`` call, and ``phase`` / ``attempts`` tell where the expert is (for logs and tests). The jaws turn to the
 cube's faces only at the hover point above it, where the wrist camera shows the cube's yaw. The poses come from
@@ -168,10 +171,18 @@ class ScriptedExpert(ExpertMotion):
         yield from self._move_line(up, None, c.slow_speed, wait=False)
         yield from self._move_line(self._lift_point(self._cmd_pos, c.lift_z), None)
 
+    def _take_hold(self) -> Script:
+        """Grasp the cube; or, when it is already between the closed jaws (an expert started mid-episode, taking over
+        from a policy: DAgger), hold it as it is."""
+        if self.cube_in_hand():
+            yield from self._start_holding()
+        else:
+            yield from self._grasp()
+
     def _pick(self) -> Script:
         c = self.config
         while True:
-            yield from self._grasp()
+            yield from self._take_hold()
             yield from self._lift()
             self.phase = "hold"
             while self.cube_in_hand():
@@ -183,7 +194,7 @@ class ScriptedExpert(ExpertMotion):
         c = self.config
         while True:
             if not self.cube_in_box():
-                yield from self._grasp()
+                yield from self._take_hold()
                 yield from self._lift()
                 if not self.cube_in_hand():
                     self.phase = "dropped"

@@ -158,3 +158,27 @@ def test_task_strings_go_through_the_frozen_encoder():
     with torch.no_grad():
         torch.testing.assert_close(model.predict(batch), model.predict(embedded))
     assert not any(p.requires_grad for p in default_encoder().model.parameters())  # frozen
+
+
+def test_plain_stages_leave_out_the_early_residual_convs_and_still_export(tmp_path):
+    """``plain_stages=1``: the first (48 px) stage is its stride-2 conv alone; the instruction still modulates the
+    later stages; checkpoints and the ONNX export carry it."""
+    ort = require("onnxruntime", "onnx")
+    from policies.vla.export import export_onnx
+
+    with pytest.raises(ValueError, match="plain_stages"):
+        VLAConfig(plain_stages=4)  # every stage plain: nothing would take the instruction
+    cfg = VLAConfig(plain_stages=1, chunk_size=8)
+    model = _model(plain_stages=1, chunk_size=8).eval()
+    assert not hasattr(model.stages[0], "conv") and hasattr(model.stages[1], "film")
+    assert model.num_parameters() < _model(chunk_size=8).num_parameters()
+    batch = fake_batch(cfg, batch_size=2)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, STATS)
+    loaded, cfg2, _ = load_checkpoint(tmp_path / "ckpt")
+    assert cfg2.plain_stages == 1
+    session = ort.InferenceSession(str(export_onnx(loaded, tmp_path / "vla.onnx")), providers=["CPUExecutionProvider"])
+    feed = {i.name: np.asarray(batch[i.name]) for i in session.get_inputs()}
+    (onnx_actions,) = session.run(None, feed)
+    with torch.no_grad():
+        torch_actions = model.predict(batch).numpy()
+    assert float(np.abs(onnx_actions - torch_actions).max()) < 1e-3

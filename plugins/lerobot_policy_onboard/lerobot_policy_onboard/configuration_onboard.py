@@ -47,6 +47,7 @@ class OnboardConfig(PreTrainedConfig):
     image_size: int = _VLA.image_size
     text_dim: int = _VLA.text_dim
     conv_channels: tuple[int, ...] = _VLA.conv_channels
+    plain_stages: int = _VLA.plain_stages
     d_model: int = _VLA.d_model
     n_heads: int = _VLA.n_heads
     n_encoder_layers: int = _VLA.n_encoder_layers
