@@ -43,6 +43,14 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def _first(root: Path, n: int | None) -> list[int] | None:
+    """The first ``n`` episode indices of the dataset at ``root`` (None: all of them)."""
+    if n is None:
+        return None
+    total = json.loads((root / "meta" / "info.json").read_text())["total_episodes"]
+    return list(range(min(n, int(total))))
+
+
 def _merged_stats(datasets: list[ChunkDataset]) -> dict[str, dict[str, np.ndarray]]:
     """Count-weighted mean/std over several datasets' state and action stats."""
     parts = [(d.normalization_stats(), d.reader.num_frames) for d in datasets]
@@ -169,7 +177,12 @@ def train(
     chunk = cfg.model.chunk_size
     keys = [IMAGES + c for c in cfg.model.cameras]
     size = cfg.model.image_size
-    datasets = [ChunkDataset(r, chunk, image_keys=keys, rename=cfg.renames, image_size=size) for r in roots]
+    datasets = [
+        ChunkDataset(
+            r, chunk, image_keys=keys, rename=cfg.renames, image_size=size, episodes=_first(r, cfg.max_episodes)
+        )
+        for r in roots
+    ]
     data = datasets[0] if len(datasets) == 1 else torch.utils.data.ConcatDataset(datasets)
     n_items = sum(len(d) for d in datasets)
     log(f"data: {len(datasets)} dataset(s), {n_items} frames, decoded in {time.monotonic() - t0:.1f} s")

@@ -72,6 +72,13 @@ class TrainConfig:
         flag="--dataset.repo_id",
         metavar="REPO_ID",
     )
+    max_episodes: int | None = _opt(
+        None,
+        "use only the first N episodes of each dataset (data-efficiency runs: how many demonstrations a task needs; "
+        "default: all of them)",
+        flag="--dataset.max_episodes",
+        metavar="N",
+    )
     rename_map: str | None = _opt(
         None,
         "JSON object renaming the datasets' features to the model's, e.g. "
@@ -113,6 +120,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(str(d) for d in self.datasets))
         object.__setattr__(self, "repo_ids", tuple(self.repo_ids))
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ValueError(f"--dataset.max_episodes must be >= 1, got {self.max_episodes}")
         if not self.datasets and not self.repo_ids:
             raise ValueError("give at least one dataset (--dataset.root=DIR or --dataset.repo_id=ID)")
         if self.datasets and self.repo_ids and len(self.datasets) != len(self.repo_ids):

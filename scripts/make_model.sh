@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
-# Reproduces the bundled model (policies/bundled/so101_vla): demonstrations from the scripted expert through
-# `onboard record` (headless, sim clock), `onboard train` on the CPU, `onboard export`, then `onboard eval`.
+# The recipe that makes the bundled model (policies/bundled/so101_vla) from scratch, from today's code, on a 2-core
+# CPU: the scripted expert's demonstrations (`onboard record` on the simulated rig, headless, sim clock), `onboard
+# train`, `onboard export`, a DAgger round (`onboard dagger`: the exported policy drives, the expert takes over and its
+# part is recorded; then training goes on from this run's checkpoint on all the data), export again, `onboard eval`.
 #
-#   scripts/make_model.sh [WORK_DIR] [STAGE...]      stages: data train export eval install (default: data train
-#                                                    export eval; install copies the bundle to policies/bundled/)
+#   scripts/make_model.sh [WORK_DIR] [STAGE...]   stages: data train export dagger retrain export eval (the default,
+#                                                 in that order) and install (copies the bundle to policies/bundled/)
 #
-# WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` resumes a killed run.
-# The bundled model took five runs of this script (fine-tunes via INIT_FROM as the expert changed, the last with
-# PARAPHRASE=1): the model card, policies/bundled/so101_vla/README.md, has those commands, and what one from-scratch
-# run of 20,000 steps measures.
+# WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` and `retrain` resume a killed run. Every
+# stage's wall time goes to WORK_DIR/recipe.json with the settings below; `export` copies that file into bundle.json
+# ("recipe"). The model card, policies/bundled/so101_vla/README.md, has what each setting did.
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
 # (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
-# recovery), NPICK_EPS NPLACE_EPS (default 0: pick and place episodes pushed with NEAR_DISTURBANCE degrees down to
-# NEAR_FLOOR m above the table, --sim.disturbance_floor, recovery in the last centimetres above a cube; the bundle
-# does not use them, see its model card), TOUCH_S PICK_S PLACE_S (seconds recorded per episode: the expert's
-# slowest episodes with ~1 s to spare), STEPS, BATCH, LR, SHIFT, STATE_NOISE and PARAPHRASE (training augmentation;
-# PARAPHRASE=1 trains each demonstration under all training phrasings of its task and colour), INIT_FROM
-# (a checkpoint to fine-tune from instead of starting from scratch), EVAL_N, NUM_ENVS.
+# recovery), TOUCH_S PICK_S PLACE_S (seconds recorded per episode: the expert's slowest episodes with ~1 s to spare),
+# STEPS, BATCH, LR, AMP, SHIFT, STATE_NOISE, PARAPHRASE (training: PARAPHRASE=1 trains each demonstration under all
+# training phrasings of its task and colour), MODEL_FLAGS (extra `onboard train` flags, e.g. --model.dropout 0),
+# DAGGER_PICK DAGGER_PLACE (DAgger episodes per task; 0 skips the round), DAGGER_STEPS DAGGER_LR (the training after
+# it), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
+# recipe: for experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-outputs/model}
 shift || true
-STAGES=${*:-data train export eval}
+STAGES=${*:-data train export dagger retrain export eval}
 TOUCH_EPS=${TOUCH_EPS:-150}
 PICK_EPS=${PICK_EPS:-200}
 PLACE_EPS=${PLACE_EPS:-200}
@@ -29,20 +30,26 @@ DTOUCH_EPS=${DTOUCH_EPS:-100}
 DPICK_EPS=${DPICK_EPS:-250}
 DPLACE_EPS=${DPLACE_EPS:-200}
 DISTURBANCE=${DISTURBANCE:-1.0}
-NPICK_EPS=${NPICK_EPS:-0}
-NPLACE_EPS=${NPLACE_EPS:-0}
-NEAR_DISTURBANCE=${NEAR_DISTURBANCE:-1.5}
-NEAR_FLOOR=${NEAR_FLOOR:-0.015}
 TOUCH_S=${TOUCH_S:-4}
 PICK_S=${PICK_S:-8}
 PLACE_S=${PLACE_S:-12}
 SHIFT=${SHIFT:-4}
 STATE_NOISE=${STATE_NOISE:-1.0}
-PARAPHRASE=${PARAPHRASE:-0}
+PARAPHRASE=${PARAPHRASE:-1}
 LR=${LR:-3e-4}
+AMP=${AMP:-auto}  # auto: bf16 autocast where the CPU has AMX (1.4-1.5x there), float32 elsewhere (bf16 is slower)
+if [ "$AMP" = auto ]; then
+  AMP=none
+  grep -q amx_bf16 /proc/cpuinfo 2>/dev/null && AMP=bf16
+fi
+MODEL_FLAGS=${MODEL_FLAGS:---model.dropout 0 --model.plain_stages 1}
 INIT_FROM=${INIT_FROM:-}
-STEPS=${STEPS:-18000}
+STEPS=${STEPS:-8500}
 BATCH=${BATCH:-32}
+DAGGER_PICK=${DAGGER_PICK:-80}
+DAGGER_PLACE=${DAGGER_PLACE:-80}
+DAGGER_STEPS=${DAGGER_STEPS:-4500}
+DAGGER_LR=${DAGGER_LR:-3e-4}
 EVAL_N=${EVAL_N:-50}
 NUM_ENVS=${NUM_ENVS:-2}
 [ -d .venv ] || scripts/setup.sh dev
@@ -56,7 +63,33 @@ episodes_in() {  # dataset folder: its committed episodes (0 when there is none 
   python -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_episodes"])' "$1/meta/info.json"
 }
 
-record() {  # dataset task episodes seconds seed [disturbance [floor]]: records what the dataset still lacks
+note_stage() {  # stage seconds: adds the stage's wall time and the settings to $WORK/recipe.json
+  python - "$WORK/recipe.json" "$1" "$2" <<'PY'
+import json, os, subprocess, sys
+path, stage, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+try:
+    recipe = json.load(open(path))
+except (OSError, ValueError):
+    recipe = {"command": "scripts/make_model.sh", "stages": {}}
+knobs = ("TOUCH_EPS PICK_EPS PLACE_EPS DTOUCH_EPS DPICK_EPS DPLACE_EPS DISTURBANCE TOUCH_S PICK_S PLACE_S SHIFT "
+         "STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS "
+         "DAGGER_LR").split()
+recipe["settings"] = {k: os.environ.get(k, "") for k in knobs}
+try:
+    recipe["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    pass
+recipe["stages"][stage] = round(recipe["stages"].get(stage, 0.0) + seconds, 1)  # a rerun stage adds up
+recipe["machine"] = {"cpus": os.cpu_count()}
+tmp = path + ".tmp"
+json.dump(recipe, open(tmp, "w"), indent=2)
+os.replace(tmp, path)
+PY
+}
+export TOUCH_EPS PICK_EPS PLACE_EPS DTOUCH_EPS DPICK_EPS DPLACE_EPS DISTURBANCE TOUCH_S PICK_S PLACE_S SHIFT \
+  STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS DAGGER_LR
+
+record() {  # dataset task episodes seconds seed [disturbance]: records what the dataset still lacks
   [ "$3" -gt 0 ] || return 0
   local ds="$WORK/data/$1" have
   local resume=()
@@ -72,15 +105,33 @@ record() {  # dataset task episodes seconds seed [disturbance [floor]]: records 
       --teleop.port=sim --teleop.id=leader --teleop.calibration_dir="$WORK/cal" \
       --dataset.root="$ds" --dataset.repo_id="onboard/sim_$1" --dataset.num_episodes="$(($3 - have))" \
       --dataset.episode_time_s="$4" --dataset.reset_time_s=0 --sim.task="$2" --sim.seed="$(($5 + 1000 * (tries - 1)))" \
-      --sim.disturbance="${6:-0}" ${7:+--sim.disturbance_floor="$7"} "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 ||
-      true
+      --sim.disturbance="${6:-0}" "${resume[@]}" >>"$WORK/record_$1.log" 2>&1 || true
     resume=(--resume)
     have=$(episodes_in "$ds")
   done
   onboard dataset verify "$ds"
 }
 
+train_run() {  # run folder, steps, lr, dataset names..., then optionally: -- init checkpoint
+  local run=$1 steps=$2 lr=$3
+  shift 3
+  local roots=() init=() resume=() paraphrase=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    [ "$(episodes_in "$WORK/data/$1")" -eq 0 ] || roots+=(--dataset.root="$WORK/data/$1")
+    shift
+  done
+  [ "${1:-}" = "--" ] && init=(--init_from "$2")
+  [ -e "$WORK/$run/checkpoints/last" ] && { resume=(--resume); init=(); }
+  [ "$PARAPHRASE" = 1 ] && paraphrase=(--augment.paraphrase)
+  # shellcheck disable=SC2086  # MODEL_FLAGS is a list of flags
+  onboard train "${roots[@]}" --output_dir="$WORK/$run" --steps "$steps" --batch_size "$BATCH" --lr "$lr" \
+    --amp "$AMP" --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" $MODEL_FLAGS "${paraphrase[@]}" \
+    "${init[@]}" "${resume[@]}" 2>&1 | tee -a "$WORK/$run.log"
+}
+
+DEMOS="touch pick place touch_pushed pick_pushed place_pushed"
 for stage in $STAGES; do
+  t0=$(date +%s.%N)
   case $stage in
   data)
     [ -f "$WORK/cal/follower.json" ] || \
@@ -89,34 +140,40 @@ for stage in $STAGES; do
     [ -f "$WORK/cal/leader.json" ] || \
       onboard calibrate --teleop.type=so101_leader --teleop.port=sim --teleop.id=leader \
         --teleop.calibration_dir="$WORK/cal"
-    # two recorders in parallel (2 cores, ~the same simulated time each); seeds differ so layouts do. Clean
-    # demonstrations, and pushed ones (the follower pushed off the leader's goals: they show the way back)
+    # two recorders in parallel (2 cores), each ~the same wall time (place records at ~2.7x real time, touch and
+    # pick at ~3.9x); seeds differ so layouts do. Clean demonstrations, and pushed ones (the follower pushed off the
+    # leader's goals: they show the way back)
     (record touch touch "$TOUCH_EPS" "$TOUCH_S" 101 && record pick pick "$PICK_EPS" "$PICK_S" 102 &&
-      record touch_pushed touch "$DTOUCH_EPS" "$TOUCH_S" 201 "$DISTURBANCE" &&
-      record pick_pushed pick "$DPICK_EPS" "$PICK_S" 202 "$DISTURBANCE" &&
-      record pick_near pick "$NPICK_EPS" "$PICK_S" 302 "$NEAR_DISTURBANCE" "$NEAR_FLOOR") &
-    record place place "$PLACE_EPS" "$PLACE_S" 103 && record place_pushed place "$DPLACE_EPS" "$PLACE_S" 203 "$DISTURBANCE" &&
-      record place_near place "$NPLACE_EPS" "$PLACE_S" 303 "$NEAR_DISTURBANCE" "$NEAR_FLOOR"
+      record place_pushed place "$DPLACE_EPS" "$PLACE_S" 203 "$DISTURBANCE") &
+    record place place "$PLACE_EPS" "$PLACE_S" 103 && record touch_pushed touch "$DTOUCH_EPS" "$TOUCH_S" 201 "$DISTURBANCE" &&
+      record pick_pushed pick "$DPICK_EPS" "$PICK_S" 202 "$DISTURBANCE"
     wait %1
     ;;
   train)
-    resume=()
-    [ -e "$WORK/run/checkpoints/last" ] && resume=(--resume)
-    roots=()
-    for ds in touch pick place touch_pushed pick_pushed place_pushed; do roots+=(--dataset.root="$WORK/data/$ds"); done
-    for ds in pick_near place_near; do  # optional (NPICK_EPS, NPLACE_EPS)
-      [ "$(episodes_in "$WORK/data/$ds")" -eq 0 ] || roots+=(--dataset.root="$WORK/data/$ds")
-    done
-    init=()
-    [ -n "$INIT_FROM" ] && init=(--init_from "$INIT_FROM")
-    paraphrase=()
-    [ "$PARAPHRASE" = 1 ] && paraphrase=(--augment.paraphrase)
-    onboard train "${roots[@]}" --output_dir="$WORK/run" --steps "$STEPS" --batch_size "$BATCH" --lr "$LR" --amp bf16 \
-      --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" "${paraphrase[@]}" "${init[@]}" "${resume[@]}" 2>&1 |
-      tee -a "$WORK/train.log"
+    # shellcheck disable=SC2086
+    train_run run "$STEPS" "$LR" $DEMOS ${INIT_FROM:+-- "$INIT_FROM"}
     ;;
-  export)
-    onboard export --checkpoint "$WORK/run/checkpoints/last" --output_dir "$WORK/bundle"
+  export)  # the newest run: after a DAgger round, its training
+    run=run
+    [ -e "$WORK/run_dagger/checkpoints/last" ] && run=run_dagger
+    onboard export --checkpoint "$WORK/$run/checkpoints/last" --output_dir "$WORK/bundle" --recipe "$WORK/recipe.json"
+    ;;
+  dagger)  # the exported policy drives, the expert takes over at a random time and finishes (onboard/eval/dagger.py)
+    for t in pick place; do
+      n=DAGGER_${t^^}
+      [ "${!n}" -gt 0 ] && [ ! -f "$WORK/data/dagger_$t/meta/info.json" ] || continue
+      rm -rf "$WORK/data/dagger_$t" "$WORK/data/dagger_$t.shards"
+      seed0=1000000 expert_s=$PICK_S
+      [ "$t" = place ] && { seed0=2000000; expert_s=$PLACE_S; }
+      onboard dagger --policy.path "$WORK/bundle" --sim.task "$t" --n "${!n}" --seed0 "$seed0" \
+        --expert_s "$expert_s" --num_workers 2 \
+        --dataset.root "$WORK/data/dagger_$t" >"$WORK/dagger_$t.log" 2>&1
+      tail -n 2 "$WORK/dagger_$t.log"
+    done
+    ;;
+  retrain)  # on to DAGGER_STEPS more steps on the demonstrations and the DAgger data, from this run's checkpoint
+    # shellcheck disable=SC2086
+    train_run run_dagger "$DAGGER_STEPS" "$DAGGER_LR" $DEMOS dagger_pick dagger_place -- "$WORK/run/checkpoints/last"
     ;;
   install)  # replace the bundled model (the model card, policies/bundled/so101_vla/README.md, is kept)
     dest=policies/bundled/so101_vla
@@ -152,8 +209,9 @@ for stage in $STAGES; do
     python -m onboard.eval.report "$WORK/eval"
     ;;
   *)
-    echo "unknown stage $stage (data, train, export, eval, install)" >&2
+    echo "unknown stage $stage (data, train, export, dagger, retrain, eval, install)" >&2
     exit 2
     ;;
   esac
+  note_stage "$stage" "$(python -c "import sys, time; print(time.time() - float(sys.argv[1]))" "$t0")"
 done

@@ -1,5 +1,5 @@
-"""`onboard bench bus|sim|policy|loop|serve|soak|run|eval`: does this machine keep up? Each benchmark takes its config
-(onboard/bench/config.py), from which its options are derived."""
+"""`onboard bench bus|sim|policy|loop|serve|soak|run|eval|train`: does this machine keep up? Each benchmark takes its
+config (onboard/bench/config.py), from which its options are derived."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from onboard.bench.config import (
     SoakBenchConfig,
 )
 from onboard.bench.eval import EvalBenchConfig
+from onboard.bench.train import TrainBenchConfig
 from onboard.cli.options import add_options, config_from
 
 
@@ -71,6 +72,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             cmd_bench_eval,
             "`onboard eval` episodes/s with 1, 2, ... workers (Ray actors or processes) and the speed-up",
         ),
+        (
+            "train",
+            TrainBenchConfig,
+            cmd_bench_train,
+            "training step time of the VLA for the recipe's model and precision choices (synthetic batches)",
+        ),
     ):
         p = bsub.add_parser(name, help=text)
         add_options(p, config)
@@ -123,3 +130,9 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     from onboard.bench.eval import main
 
     return main(config_from(args, EvalBenchConfig))
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from onboard.bench.train import main
+
+    return main(config_from(args, TrainBenchConfig))

@@ -9,8 +9,10 @@ whole expert continuations: episode ``seed`` runs the policy (the async runtime 
 does) for a takeover time drawn from ``takeover`` (a fraction of the task's time limit), then the expert acts until
 the task succeeds (held for the task's hold time) or ``expert_s`` seconds pass. The frames from the takeover on
 (observation, the expert's joint goal as the action, the episode's instruction) are one dataset episode, written by
-the crash-safe ``DatasetWriter``; an episode that the policy finished before its takeover, or that ended in a servo
-fault, records nothing.
+the crash-safe ``DatasetWriter``. When the policy drives the arm into a servo's protection before its takeover, the
+arm is powered off and on (as a person would) and the expert takes over from there: those are the states the policy
+most needs the way out of. An episode the policy finished before its takeover records nothing, and one whose expert
+part ends in a fault is discarded.
 
 Workers (spawned processes, one env each) write shards that ``policies.dataset.merge`` joins, as `onboard generate`
 does. The dataset has the features of `onboard record`'s (same names, 96x96 cameras), so `onboard train` takes it
@@ -53,7 +55,7 @@ class DaggerJob:
 @dataclass(frozen=True)
 class DaggerEpisode:
     seed: int
-    takeover_s: float  # when the expert took over (s since the episode start); None-like -1: it never did
+    takeover_s: float  # when the expert took over, or was to (s since the episode start)
     frames: int  # frames recorded (0: nothing)
     success: bool  # the expert's continuation succeeded
     why: str  # "recorded", "policy succeeded", "fault: ..."
@@ -83,6 +85,7 @@ def run_episode(env, policy, spec: T.TaskSpec, *, takeover_s: float, expert_s: f
     base = env.unwrapped if hasattr(env, "unwrapped") else env
     clock = base.clock
     obs, _ = env.reset(seed=spec.seed, options={"spec": spec})
+    why = "recorded"
     try:
         with make_runner("async", policy, clock, base.fps, 0.0) as runner:
             runner.reset(obs["task"])
@@ -92,10 +95,19 @@ def run_episode(env, policy, spec: T.TaskSpec, *, takeover_s: float, expert_s: f
                 obs, _, terminated, _, _ = env.step(action)
                 if terminated:
                     return DaggerEpisode(spec.seed, takeover_s, 0, True, "policy succeeded")
-        t_take = clock.now() - base._t0
-        expert = ScriptedExpert(base.world.model, spec)
-        expert.reset()
-        success = False
+    except (FeetechError, SafetyError) as exc:
+        # The policy drove the arm into a servo's protection (or SafeArm's): exactly the states it needs the way out
+        # of. Power the arm off and on, as a person would, and the expert takes over from where it stopped.
+        _power_cycle(base)
+        base.arm.enable_torque()
+        base.arm.send_action(base.arm.read_positions())
+        obs = base._observe()
+        why = f"recorded after a fault in the policy's part ({str(exc).splitlines()[0][:80]})"
+    t_take = clock.now() - base._t0
+    expert = ScriptedExpert(base.world.model, spec)
+    expert.reset()
+    success = False
+    try:
         while clock.now() - base._t0 - t_take < expert_s - 1e-9:
             with base.world.lock:
                 state = ExpertState.from_mjdata(base.world.model, base.world.data, joints=obs[STATE_KEY])
@@ -106,16 +118,16 @@ def run_episode(env, policy, spec: T.TaskSpec, *, takeover_s: float, expert_s: f
             if terminated:
                 success = True
                 break
-    except (FeetechError, SafetyError) as exc:  # a servo protection stopped the arm: nothing of it is kept
+    except (FeetechError, SafetyError) as exc:  # the expert's part ended in a fault: nothing of it is kept
         writer.discard_episode()
         _power_cycle(base)
-        return DaggerEpisode(spec.seed, takeover_s, 0, False, f"fault: {exc}")
+        return DaggerEpisode(spec.seed, t_take, 0, False, f"fault in the expert's part: {exc}")
     frames = writer.episode_frames
     if frames < 2:
         writer.discard_episode()
         return DaggerEpisode(spec.seed, t_take, 0, success, "too short")
     writer.save_episode()
-    return DaggerEpisode(spec.seed, t_take, frames, success, "recorded")
+    return DaggerEpisode(spec.seed, t_take, frames, success, why)
 
 
 def run_job(job: DaggerJob, log: Callable[[str], None] | None = None) -> list[DaggerEpisode]:
@@ -148,7 +160,12 @@ def run_job(job: DaggerJob, log: Callable[[str], None] | None = None) -> list[Da
 
 
 def describe(ep: DaggerEpisode) -> str:
-    what = f"{ep.frames} frames, expert {'succeeded' if ep.success else 'did not finish'}" if ep.frames else ep.why
+    if ep.frames:
+        what = f"{ep.frames} frames, expert {'succeeded' if ep.success else 'did not finish'}"
+        if ep.why != "recorded":
+            what += f"; {ep.why.removeprefix('recorded ')}"
+    else:
+        what = ep.why
     return f"seed {ep.seed}: takeover at {ep.takeover_s:.1f} s: {what}"
 
 

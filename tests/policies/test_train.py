@@ -214,3 +214,23 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
             log=lambda _: None,
             progress=False,
         )
+
+
+def test_max_episodes_trains_on_the_first_episodes_of_each_dataset(tmp_path):
+    """`--dataset.max_episodes N` (data-efficiency runs): only each dataset's first N episodes become items."""
+    a = make_dataset(tmp_path / "a", episodes=3, frames=10)
+    b = make_dataset(tmp_path / "b", episodes=1, frames=12)
+    logs: list[str] = []
+    cfg = TrainConfig(
+        datasets=(str(a), str(b)),
+        output_dir=str(tmp_path / "run"),
+        steps=1,
+        batch_size=2,
+        warmup_steps=1,
+        max_episodes=2,
+        model=SMALL,
+    )
+    train(cfg, log=logs.append, progress=False)
+    assert any("2 dataset(s), 32 frames" in line for line in logs), logs  # 2 x 10 of a, all 12 of b
+    with pytest.raises(ValueError, match="max_episodes"):
+        TrainConfig(datasets=(str(a),), max_episodes=0)

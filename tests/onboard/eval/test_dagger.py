@@ -96,3 +96,37 @@ def test_onboard_dagger_records_the_experts_continuations(tmp_path, capsys):
     # the same command again into the same folder: refused, nothing overwritten
     assert main([*argv, "--num_workers", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_fault_in_the_policys_part_hands_over_to_the_expert_after_a_power_cycle(tmp_path):
+    """A servo protection tripping while the policy drives (injected on the 20th step) is where the policy most needs
+    the way out: the arm is powered off and on and the expert takes over from that state, and its part is kept."""
+    from hardware.feetech.errors import FeetechError
+    from onboard.eval import dagger
+    from onboard.eval.factories import make_runner, policy_and_size
+    from policies.dataset.writer import DatasetWriter
+    from sim.envs.env import SO101Env
+
+    policy, size = policy_and_size("onnx", BUNDLE, threads=1)
+    env = SO101Env(task="pick", image_size=(size, size))
+    real_step, calls = env.step, []
+
+    def step(action):
+        calls.append(1)
+        if len(calls) == 20:
+            raise FeetechError("servo 5 (wrist_roll) reports overload (injected)")
+        return real_step(action)
+
+    env.step = step
+    writer = DatasetWriter.create(tmp_path / "ds", fps=30, features=dagger.features(size))
+    try:
+        spec = harness.spec_for_seed("pick", 503)
+        ep = dagger.run_episode(env, policy, spec, takeover_s=5.0, expert_s=8.0, writer=writer, make_runner=make_runner)
+        assert env.arm.is_connected
+    finally:
+        writer.close()
+        env.close()
+    assert "after a fault" in ep.why and "injected" in ep.why, ep
+    assert 19 / 30 - 0.05 < ep.takeover_s < 1.0  # taken over at the fault, not at 5 s
+    assert ep.frames > 30 and ep.success, ep
+    assert "after a fault" in dagger.describe(ep)

@@ -1,0 +1,107 @@
+"""`onboard bench train`: how fast `onboard train` steps on this machine, for the model and precision choices the
+recipe (scripts/make_model.sh) weighs.
+
+    onboard bench train                          # batch 32, 2 threads, every variant below
+    onboard bench train --batch_size 64 --json train.json
+
+Each variant builds the VLA with its config, then times ``--steps`` optimizer steps (forward with the L1 loss,
+backward, gradient clipping, fused AdamW: what `onboard train` does per step) on one fixed synthetic batch after
+``--warmup`` untimed ones; the median step is reported, with samples per second. No dataset: decoding and
+augmentation are not in it (`onboard train` prints its own steps/s). Variants (``VARIANTS``): the bundled model's
+config in float32 and in bfloat16 autocast (the earlier recipe's ``--amp bf16``), without dropout, and without dropout
+and without the first stage's residual conv (``--model.plain_stages 1``: the recipe's).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onboard.bench.sysinfo import machine_info, machine_lines
+
+# name -> (VLAConfig overrides, bf16 autocast)
+VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
+    "bundled config, bf16 autocast (earlier recipe)": ({}, True),
+    "bundled config, float32": ({}, False),
+    "dropout 0, float32": ({"dropout": 0.0}, False),
+    "dropout 0, plain_stages 1, float32 (recipe)": ({"dropout": 0.0, "plain_stages": 1}, False),
+    "dropout 0, plain_stages 1, bf16 autocast": ({"dropout": 0.0, "plain_stages": 1}, True),
+}
+
+
+@dataclass(frozen=True)
+class TrainBenchConfig:
+    """`onboard bench train`."""
+
+    batch_size: int = field(default=32, metadata={"help": "samples per step"})
+    steps: int = field(default=20, metadata={"help": "timed steps per variant"})
+    warmup: int = field(default=4, metadata={"help": "untimed steps first"})
+    threads: int = field(default=2, metadata={"help": "torch threads (onboard train's --threads)"})
+    json: str | None = field(default=None, metadata={"help": "also write the results to this JSON file"})
+
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.steps, self.threads) < 1 or self.warmup < 0:
+            raise ValueError("--batch_size, --steps and --threads must be >= 1, --warmup >= 0")
+
+
+def time_variant(overrides: dict[str, Any], bf16: bool, cfg: TrainBenchConfig) -> dict[str, float]:
+    """Median wall time of one training step (ms) of the VLA built with ``overrides``."""
+    import numpy as np
+    import torch
+
+    from policies.vla.config import VLAConfig
+    from policies.vla.model import VLA, fake_batch
+
+    torch.manual_seed(0)
+    model_cfg = VLAConfig(**overrides)
+    model = VLA(model_cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    batch = fake_batch(model_cfg, cfg.batch_size)
+    times = []
+    for i in range(cfg.warmup + cfg.steps):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model.compute_loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if i >= cfg.warmup:
+            times.append(time.perf_counter() - t0)
+    step = float(np.median(times))
+    return {
+        "ms_per_step": 1000 * step,
+        "samples_per_s": cfg.batch_size / step,
+        "parameters_m": model.num_parameters() / 1e6,
+    }
+
+
+def main(cfg: TrainBenchConfig) -> int:
+    import torch
+
+    from onboard.cli.options import command_line
+
+    torch.set_num_threads(cfg.threads)
+    machine = machine_info()
+    print(f"$ {command_line('onboard bench train', cfg)}")
+    for line in machine_lines(machine):
+        print(line)
+    print(f"batch {cfg.batch_size}, {cfg.threads} torch threads, median of {cfg.steps} steps after {cfg.warmup}")
+    rows = {}
+    base = None
+    for name, (overrides, bf16) in VARIANTS.items():
+        row = time_variant(overrides, bf16, cfg)
+        base = base or row["ms_per_step"]
+        row["speedup"] = base / row["ms_per_step"]
+        rows[name] = row
+        print(
+            f"  {name:48s} {row['ms_per_step']:6.0f} ms/step  {row['samples_per_s']:5.0f} samples/s  "
+            f"x{row['speedup']:.2f}  ({row['parameters_m']:.2f} M parameters)",
+            flush=True,
+        )
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps({"config": cfg.__dict__, "machine": machine, "variants": rows}, indent=2))
+    return 0

@@ -1,0 +1,29 @@
+"""`onboard bench train`: every variant is built and stepped, and the report says what it measured (speed itself is
+the benchmark's business, not the test's)."""
+
+import json
+
+from tests.conftest import require
+
+require("torch", "train")
+
+
+def test_bench_train_times_every_variant(tmp_path, capsys):
+    from onboard.bench.train import VARIANTS
+    from onboard.cli import main
+
+    out = tmp_path / "train.json"
+    argv = ["bench", "train", "--batch_size", "2", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    assert main([*argv, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "onboard bench train --batch_size 2 --steps 2 --warmup 1 --threads 1" in text
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == list(VARIANTS)
+    for name, row in report["variants"].items():
+        assert name in text
+        assert row["ms_per_step"] > 0 and row["samples_per_s"] > 0
+    params = {name: row["parameters_m"] for name, row in report["variants"].items()}
+    # the recipe's model leaves out the first stage's residual conv: fewer parameters than the bundled config
+    assert params["dropout 0, plain_stages 1, float32 (recipe)"] < params["bundled config, float32"]
+    assert report["variants"]["bundled config, bf16 autocast (earlier recipe)"]["speedup"] == 1.0
+    assert main(["bench", "train", "--steps", "0"]) == 2
