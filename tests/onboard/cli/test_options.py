@@ -210,6 +210,7 @@ def test_help_works(path, capsys):
 
 CONVERTED = (
     "bus",
+    "dagger",
     "calibrate",
     "console",
     "find",
