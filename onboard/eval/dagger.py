@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from sim import tasks as T
+from sim.twin.world import JOINT_NAMES
 
-JOINT_KEYS = tuple(
-    f"{j}.pos" for j in ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
-)
+JOINT_KEYS = tuple(f"{name}.pos" for name in JOINT_NAMES)  # the follower's motor keys, as `onboard record` writes
 
 
 @dataclass(frozen=True)
