@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The recipe that makes the bundled model (policies/bundled/so101_vla) from scratch, from today's code, on a 2-core
-# CPU: the scripted expert's demonstrations (`onboard record` on the simulated rig, headless, sim clock), `onboard
+# The recipe for the bundled model (policies/bundled/so101_vla) from scratch, from today's code, on a 2-core CPU (its
+# first run does not yet reach the shipped model's numbers: model card, "From scratch in an hour"): the scripted
+# expert's demonstrations (`onboard record` on the simulated rig, headless, sim clock), `onboard
 # train`, `onboard export`, a DAgger round (`onboard dagger`: the exported policy drives, the expert takes over and its
 # part is recorded; then training goes on from this run's checkpoint on all the data), export again, `onboard eval`.
 #
@@ -15,8 +16,8 @@
 # recovery), TOUCH_S PICK_S PLACE_S (seconds recorded per episode: the expert's slowest episodes with ~1 s to spare),
 # STEPS, BATCH, LR, AMP, SHIFT, STATE_NOISE, PARAPHRASE (training: PARAPHRASE=1 trains each demonstration under all
 # training phrasings of its task and colour), MODEL_FLAGS (extra `onboard train` flags, e.g. --model.dropout 0),
-# DAGGER_PICK DAGGER_PLACE (DAgger episodes per task; 0 skips the round), DAGGER_STEPS DAGGER_LR (the training after
-# it), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
+# DAGGER_PICK DAGGER_PLACE (DAgger episodes per task; 0 records none, and `retrain` then trains on the demonstrations
+# alone), DAGGER_STEPS DAGGER_LR (the training after it), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
 # recipe: for experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
