@@ -43,6 +43,21 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def optimizer_step(
+    model: VLA, opt: torch.optim.Optimizer, batch: dict, *, bf16: bool, grad_clip: float
+) -> torch.Tensor:
+    """One training step on ``batch``: the L1 loss (under bfloat16 autocast if ``bf16``), backward, the gradient norm
+    clipped to ``grad_clip``, the optimizer's update. Returns the loss. (`onboard bench train` times this.)"""
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss, _ = model.compute_loss(batch)  # the model moves the batch to its device
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss
+
+
 def _first(root: Path, n: int | None) -> list[int] | None:
     """The first ``n`` episode indices of the dataset at ``root`` (None: all of them)."""
     if n is None:
@@ -254,12 +269,7 @@ def train(
             batch["task_embedding"] = torch.stack([table[t] for t in batch["task"]])  # (B,384)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-                loss, _ = model.compute_loss(batch)  # the model moves the batch to its device
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            loss = optimizer_step(model, opt, batch, bf16=cfg.amp == "bf16", grad_clip=cfg.grad_clip)
             step += 1
             losses.append(float(loss.detach()))
             if bar is not None:

@@ -4,9 +4,9 @@ recipe (scripts/make_model.sh) weighs.
     onboard bench train                          # batch 32, 2 threads, every variant below
     onboard bench train --batch_size 64 --json train.json
 
-Each variant builds the VLA with its config, then times ``--steps`` optimizer steps (forward with the L1 loss,
-backward, gradient clipping, fused AdamW: what `onboard train` does per step) on one fixed synthetic batch after
-``--warmup`` untimed ones; the median step is reported, with samples per second. No dataset: decoding and
+Each variant builds the VLA with its config, then times ``--steps`` calls of ``policies.train.optimizer_step`` (forward
+with the L1 loss, backward, gradient clipping, the fused AdamW update: `onboard train`'s step) on one fixed synthetic
+batch after ``--warmup`` untimed ones; the median step is reported, with samples per second. No dataset: decoding and
 augmentation are not in it (`onboard train` prints its own steps/s). Variants (``VARIANTS``): the bundled model's
 config in float32 and in bfloat16 autocast (the earlier recipe's ``--amp bf16``), without dropout, and without dropout
 and without the first stage's residual conv (``--model.plain_stages 1``: the recipe's).
@@ -52,6 +52,8 @@ def time_variant(overrides: dict[str, Any], bf16: bool, cfg: TrainBenchConfig) -
     import numpy as np
     import torch
 
+    from policies.train import optimizer_step
+    from policies.train_config import TrainConfig
     from policies.vla.config import VLAConfig
     from policies.vla.model import VLA, fake_batch
 
@@ -63,12 +65,7 @@ def time_variant(overrides: dict[str, Any], bf16: bool, cfg: TrainBenchConfig) -
     times = []
     for i in range(cfg.warmup + cfg.steps):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = model.compute_loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, batch, bf16=bf16, grad_clip=TrainConfig.grad_clip)
         if i >= cfg.warmup:
             times.append(time.perf_counter() - t0)
     step = float(np.median(times))

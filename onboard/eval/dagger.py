@@ -32,9 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from sim import tasks as T
-from sim.twin.world import JOINT_NAMES
-
-JOINT_KEYS = tuple(f"{name}.pos" for name in JOINT_NAMES)  # the follower's motor keys, as `onboard record` writes
 
 
 @dataclass(frozen=True)
@@ -57,20 +54,7 @@ class DaggerEpisode:
     takeover_s: float  # when the expert took over, or was to (s since the episode start)
     frames: int  # frames recorded (0: nothing)
     success: bool  # the expert's continuation succeeded
-    why: str  # "recorded", "policy succeeded", "fault: ..."
-
-
-def features(image_size: int, cameras: Sequence[str] = ("front", "wrist")) -> dict[str, dict]:
-    """The dataset's features: `onboard record`'s for the SO-101 follower and the simulated cameras."""
-    vec = {"dtype": "float32", "shape": (len(JOINT_KEYS),), "names": list(JOINT_KEYS)}
-    out: dict[str, dict] = {"observation.state": dict(vec), "action": dict(vec)}
-    for cam in cameras:
-        out[f"observation.images.{cam}"] = {
-            "dtype": "video",
-            "shape": (image_size, image_size, 3),
-            "names": ["height", "width", "channels"],
-        }
-    return out
+    why: str  # "recorded", "recorded after a fault in the policy's part (...)", "policy succeeded", "fault in ..."
 
 
 def run_episode(env, policy, spec: T.TaskSpec, *, takeover_s: float, expert_s: float, writer, make_runner):
@@ -133,12 +117,15 @@ def run_job(job: DaggerJob, log: Callable[[str], None] | None = None) -> list[Da
     """A worker: its env, the policy, its shard (a new dataset at ``job.root``)."""
     from onboard.eval.factories import make_runner, policy_and_size
     from policies.dataset.writer import DatasetWriter
+    from robot.record import dataset_features
     from sim.envs.env import SO101Env
     from sim.expert.harness import spec_for_seed
 
     policy, size = policy_and_size(job.policy_kind, job.policy_path, threads=1)
     env = SO101Env(task=job.task, image_size=(size, size))
-    writer = DatasetWriter.create(job.root, fps=int(env.fps), features=features(size), robot_type="so101_follower")
+    # the features and robot type `onboard record` writes for this arm and these cameras
+    features = dataset_features(env.arm.spec.keys, env.cameras)
+    writer = DatasetWriter.create(job.root, fps=int(env.fps), features=features, robot_type=env.arm.spec.name)
     out = []
     try:
         for seed in job.seeds:
@@ -232,7 +219,8 @@ def collect(
         raise RuntimeError(f"no episode of {len(seeds)} recorded anything (the policy finished every one first?)")
     report = merge(root, recorded)
     shutil.rmtree(shards_dir)
-    episodes = sorted((e for eps in results for e in eps), key=lambda e: list(seeds).index(e.seed))
+    order = {seed: i for i, seed in enumerate(seeds)}
+    episodes = sorted((e for eps in results for e in eps), key=lambda e: order[e.seed])
     kept = sum(e.frames > 0 for e in episodes)
     log(f"{report}\n{kept} of {len(episodes)} episodes recorded in {time.monotonic() - t0:.0f} s")
     return episodes

@@ -105,6 +105,7 @@ def test_a_fault_in_the_policys_part_hands_over_to_the_expert_after_a_power_cycl
     from onboard.eval import dagger
     from onboard.eval.factories import make_runner, policy_and_size
     from policies.dataset.writer import DatasetWriter
+    from robot.record import dataset_features
     from sim.envs.env import SO101Env
 
     policy, size = policy_and_size("onnx", BUNDLE, threads=1)
@@ -118,7 +119,7 @@ def test_a_fault_in_the_policys_part_hands_over_to_the_expert_after_a_power_cycl
         return real_step(action)
 
     env.step = step
-    writer = DatasetWriter.create(tmp_path / "ds", fps=30, features=dagger.features(size))
+    writer = DatasetWriter.create(tmp_path / "ds", fps=30, features=dataset_features(env.arm.spec.keys, env.cameras))
     try:
         spec = harness.spec_for_seed("pick", 503)
         ep = dagger.run_episode(env, policy, spec, takeover_s=5.0, expert_s=8.0, writer=writer, make_runner=make_runner)
