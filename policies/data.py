@@ -6,6 +6,7 @@ An item at frame t of an episode of length n:
   ``task``                         str
   ``action``                       float32 (T, A)    actions t .. t+T-1; past the episode end the last action repeats
   ``action_is_pad``                bool (T,)         True where the action is such padding
+  ``subgoal.state``                float32 (S,)      the state at the episode's next subgoal after t (``subgoal_rows``)
 plus ``episode_index`` and ``frame_index`` (int64 scalars).
 
 Everything is gathered with numpy fancy indexing from arrays built once, so ``ChunkDataset.__getitems__`` (which
@@ -39,6 +40,38 @@ from policies.features import (  # noqa: F401  (check_dataset_folder: imported f
     model_names,
     resize_image,
 )
+
+
+def gripper_column(names: list[str] | None) -> int | None:
+    """Index of the gripper in a feature's ``names`` (LeRobot's ``gripper.pos``), or None when none is named so."""
+    for i, name in enumerate(names or []):
+        if "gripper" in str(name).lower():
+            return i
+    return None
+
+
+def subgoal_rows(gripper: np.ndarray | None, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each row of episodes laid end to end (``starts``/``ends``: each episode's first and past-last row), the row
+    of its next subgoal: the next frame at which the gripper command (``gripper``, one value a row) crosses the middle
+    of its range (q01 to q99 over these rows: a grasp, a release), else the episode's last frame; a last frame is its
+    own subgoal. No gripper (None) or one that never moves: every row's subgoal is its episode's end.
+
+    The state at that row is a hindsight target that needs no labels: before a grasp it is the arm's pose at the
+    grasp, which only the position of the instructed object decides."""
+    n = int(ends[-1]) if len(ends) else 0
+    last = np.repeat(ends - 1, ends - starts)  # (N,) each row's episode's last row
+    keys = [ends - 1]
+    if gripper is not None and n:
+        g = np.asarray(gripper, dtype=np.float64)
+        lo, hi = np.quantile(g, 0.01), np.quantile(g, 0.99)
+        if hi - lo > 1e-6:
+            above = g >= (lo + hi) / 2
+            cross = np.flatnonzero(above[1:] != above[:-1]) + 1  # rows where the command has just crossed
+            keys.append(cross[~np.isin(cross, starts)])  # a crossing at an episode's first row is a seam
+    key = np.unique(np.concatenate(keys))
+    key = np.append(key, np.iinfo(np.int64).max)  # sentinel past the end
+    nxt = key[np.searchsorted(key, np.arange(n) + 1)]  # (N,) first key row after each row
+    return np.minimum(nxt, last).astype(np.int64)
 
 
 def _image_hw(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -112,6 +145,8 @@ class ChunkDataset(Dataset):
         self.episode_of_row = np.repeat(np.arange(len(eps)), lengths)  # position in self.episode_ids
         self.frame_index = np.concatenate([np.arange(length) for length in lengths]).astype(np.int64)
         self.task_index = np.concatenate([e.task_index for e in eps]).astype(np.int64)
+        grip = gripper_column(reader.features.get(action_key, {}).get("names"))
+        self.subgoal_row = subgoal_rows(None if grip is None else self.action[:, grip], self.starts, self.ends)
         self.tasks = list(reader.tasks)
         self._offsets = np.arange(self.chunk_size, dtype=np.int64)
         self._frames: dict[str, np.ndarray] = {}
@@ -157,6 +192,7 @@ class ChunkDataset(Dataset):
         targets = np.minimum(targets, last[:, None])
         batch: dict[str, Any] = {
             STATE: torch.from_numpy(self.state[rows]),
+            "subgoal.state": torch.from_numpy(self.state[self.subgoal_row[rows]]),
             ACTION: torch.from_numpy(self.action[targets]),
             "action_is_pad": torch.from_numpy(is_pad),
             "episode_index": torch.from_numpy(np.asarray(self.episode_ids, dtype=np.int64)[ep_pos]),

@@ -45,17 +45,18 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 def optimizer_step(
     model: VLA, opt: torch.optim.Optimizer, batch: dict, *, bf16: bool, grad_clip: float
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One training step on ``batch``: the L1 loss (under bfloat16 autocast if ``bf16``), backward, the gradient norm
-    clipped to ``grad_clip``, the optimizer's update. Returns the loss. (`onboard bench train` times this.)"""
+    clipped to ``grad_clip``, the optimizer's update. Returns the loss and its parts (``VLA.compute_loss``'s logs).
+    (`onboard bench train` times this.)"""
     device = next(model.parameters()).device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss, _ = model.compute_loss(batch)  # the model moves the batch to its device
+        loss, parts = model.compute_loss(batch)  # the model moves the batch to its device
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    return loss
+    return loss, parts
 
 
 def _first(root: Path, n: int | None) -> list[int] | None:
@@ -260,6 +261,7 @@ def train(
 
         bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     losses: list[float] = []
+    subgoal: list[float] = []  # the subgoal loss's part, with --model.subgoal_weight
     ckpt, saved = latest, step  # the newest checkpoint and its step
     while step < cfg.steps:
         for batch in loader:
@@ -269,14 +271,19 @@ def train(
             batch["task_embedding"] = torch.stack([table[t] for t in batch["task"]])  # (B,384)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
-            loss = optimizer_step(model, opt, batch, bf16=cfg.amp == "bf16", grad_clip=cfg.grad_clip)
+            loss, parts = optimizer_step(model, opt, batch, bf16=cfg.amp == "bf16", grad_clip=cfg.grad_clip)
             step += 1
             losses.append(float(loss.detach()))
+            if "subgoal_l1" in parts:
+                subgoal.append(parts["subgoal_l1"])
+            shown = {"loss": f"{np.mean(losses[-cfg.log_freq :]):.4f}"}
+            if subgoal:
+                shown["subgoal"] = f"{np.mean(subgoal[-cfg.log_freq :]):.4f}"
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-cfg.log_freq :]):.4f}")
+                bar.set_postfix(shown)
             if step % cfg.log_freq == 0 and bar is None:
-                log(f"step {step}: loss {np.mean(losses[-cfg.log_freq :]):.4f}")
+                log(f"step {step}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
             if step % cfg.save_freq == 0 or step == cfg.steps:
                 ckpt, saved = _checkpoint(out, model, cfg, stats, opt, step), step
             if evaluate is not None and cfg.eval_freq and step % cfg.eval_freq == 0:

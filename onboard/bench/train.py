@@ -9,7 +9,8 @@ with the L1 loss, backward, gradient clipping, the fused AdamW update: `onboard 
 batch after ``--warmup`` untimed ones; the median step is reported, with samples per second. No dataset: decoding and
 augmentation are not in it (`onboard train` prints its own steps/s). Variants (``VARIANTS``): the bundled model's
 config in float32 and in bfloat16 autocast (the earlier recipe's ``--amp bf16``), without dropout, and without dropout
-and without the first stage's residual conv (``--model.plain_stages 1``: the recipe's).
+and without the first stage's residual conv (``--model.plain_stages 1``), and that with half the channels in the
+first three conv stages (``--model.conv_channels 16 32 64 128``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "dropout 0, float32": ({"dropout": 0.0}, False),
     "dropout 0, plain_stages 1, float32 (recipe)": ({"dropout": 0.0, "plain_stages": 1}, False),
     "dropout 0, plain_stages 1, bf16 autocast": ({"dropout": 0.0, "plain_stages": 1}, True),
+    "... and conv_channels 16 32 64 128, float32": (
+        {"dropout": 0.0, "plain_stages": 1, "conv_channels": (16, 32, 64, 128)},
+        False,
+    ),
 }
 
 

@@ -39,6 +39,12 @@ class VLAConfig:
     n_decoder_layers: int = _opt(2, "transformer decoder layers")
     ffn_mult: int = _opt(4, "feed-forward width / d_model")
     dropout: float = _opt(0.1, "dropout")
+    subgoal_weight: float = _opt(
+        0.0,
+        "weight of an auxiliary loss (0: off, and the model has no extra parameters): one more decoder query "
+        "predicts the joint state at the episode's next subgoal (the next time the gripper command crosses its "
+        "mid-range, e.g. the grasp, or the episode's end), which makes the vision find the instructed object",
+    )
     std_min: float = _opt(1e-3, "floor on the dataset std when normalising (a joint that never moved must not blow up)")
 
     def __post_init__(self):
@@ -71,6 +77,8 @@ class VLAConfig:
             raise ValueError(f"ffn_mult must be >= 1, got {self.ffn_mult}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.subgoal_weight < 0:
+            raise ValueError(f"subgoal_weight must be >= 0, got {self.subgoal_weight}")
         if self.std_min <= 0:
             raise ValueError(f"std_min must be > 0, got {self.std_min}")
 

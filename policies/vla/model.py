@@ -123,6 +123,9 @@ class VLA(nn.Module):
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.n_decoder_layers))
         self.ln_out = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.action_dim)
+        if cfg.subgoal_weight > 0:  # training-time auxiliary: one more query, read out as the next subgoal's state
+            self.subgoal_query = nn.Parameter(torch.zeros(1, d))  # (1,d)
+            self.subgoal_head = nn.Linear(d, cfg.state_dim)
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
         self.register_buffer("action_mean", torch.zeros(cfg.action_dim))
@@ -131,6 +134,8 @@ class VLA(nn.Module):
         self.apply(self._init_weights)
         for p in (self.pos_emb, self.cam_emb, self.type_emb, self.queries):
             nn.init.normal_(p, std=0.02)
+        if cfg.subgoal_weight > 0:
+            nn.init.normal_(self.subgoal_query, std=0.02)
         for stage in self.stages:
             if stage.residual:
                 nn.init.zeros_(stage.film.weight)
@@ -166,6 +171,12 @@ class VLA(nn.Module):
 
     def forward(self, state: torch.Tensor, images: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
         """state (B,S) LeRobot units, images K x (B,3,H,W) in [0,1], text (B,384) -> normalised actions (B,T,A)."""
+        return self._decode(state, images, text)[0]
+
+    def _decode(
+        self, state: torch.Tensor, images: list[torch.Tensor], text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward``'s actions (B,T,A), and the normalised subgoal state (B,S) (None without ``subgoal_weight``)."""
         cfg = self.config
         B, K = state.shape[0], len(images)
         x = torch.cat(images, dim=0)  # (K*B,3,H,W), camera-major
@@ -179,17 +190,22 @@ class VLA(nn.Module):
         x = x + self.pos_emb  # (K*B,S*S,d)
         x = x.view(K, B, -1, cfg.d_model) + self.cam_emb[:, None, None, :]  # (K,B,S*S,d)
         img_tokens = x.permute(1, 0, 2, 3).reshape(B, -1, cfg.d_model)  # (B,K*S*S,d)
-        s = (state - self.state_mean) / self.state_std.clamp(min=cfg.std_min)  # (B,S) normalised
+        s = self.normalize_state(state)  # (B,S) normalised
         text_tok = self.text_proj(text) + self.type_emb[0]  # (B,d)
         state_tok = self.state_proj(s) + self.type_emb[1]  # (B,d)
         memory = torch.cat([text_tok[:, None], state_tok[:, None], img_tokens], dim=1)  # (B,2+K*S*S,d)
         for block in self.encoder:
             memory = block(memory)  # (B,M,d)
         memory = self.ln_mem(memory)  # (B,M,d)
-        q = self.queries.expand(B, -1, -1)  # (B,T,d)
+        queries = self.queries if cfg.subgoal_weight <= 0 else torch.cat([self.queries, self.subgoal_query])
+        q = queries.expand(B, -1, -1)  # (B,T,d) or (B,T+1,d) with the subgoal query last
         for block in self.decoder:
-            q = block(q, memory)  # (B,T,d)
-        return self.head(self.ln_out(q))  # (B,T,A) normalised actions
+            q = block(q, memory)  # (B,T(+1),d)
+        q = self.ln_out(q)  # (B,T(+1),d)
+        T = cfg.chunk_size
+        actions = self.head(q[:, :T])  # (B,T,A) normalised actions
+        subgoal = self.subgoal_head(q[:, T]) if cfg.subgoal_weight > 0 else None  # (B,S) normalised state
+        return actions, subgoal
 
     def unnormalize_action(self, a: torch.Tensor) -> torch.Tensor:
         return a * self.action_std.clamp(min=self.config.std_min) + self.action_mean  # (...,A) LeRobot units
@@ -226,9 +242,13 @@ class VLA(nn.Module):
         """(B,T,A) actions in LeRobot units."""
         return self.unnormalize_action(self(*self._inputs(batch)))
 
+    def normalize_state(self, s: torch.Tensor) -> torch.Tensor:
+        return (s - self.state_mean) / self.state_std.clamp(min=self.config.std_min)  # (...,S) normalised
+
     def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """ACT's L1 loss on normalised actions; steps with action_is_pad=True are ignored."""
-        pred = self(*self._inputs(batch))  # (B,T,A) normalised
+        """ACT's L1 loss on normalised actions; steps with action_is_pad=True are ignored. With ``subgoal_weight``,
+        plus that weight times the L1 error of the predicted subgoal state (batch["subgoal.state"], normalised)."""
+        pred, subgoal = self._decode(*self._inputs(batch))  # (B,T,A) normalised, (B,S) or None
         target = self.normalize_action(torch.as_tensor(batch["action"], device=pred.device).float())  # (B,T,A)
         if target.shape != pred.shape:
             raise ValueError(f"batch['action'] has shape {tuple(target.shape)}, the model predicts {tuple(pred.shape)}")
@@ -240,7 +260,18 @@ class VLA(nn.Module):
         )  # (B,T)
         l1 = (pred - target).abs() * valid[..., None]  # (B,T,A)
         loss = l1.sum() / (valid.sum() * pred.shape[-1]).clamp(min=1.0)
-        return loss, {"l1": float(loss.detach())}
+        logs = {"l1": float(loss.detach())}
+        if subgoal is not None:
+            if "subgoal.state" not in batch:
+                raise KeyError(
+                    "subgoal_weight > 0 needs batch['subgoal.state'] (policies.data.ChunkDataset gives it); "
+                    "train with --model.subgoal_weight 0 on data without it"
+                )
+            goal = self.normalize_state(torch.as_tensor(batch["subgoal.state"], device=pred.device).float())  # (B,S)
+            sub = (subgoal - goal).abs().mean()
+            logs["subgoal_l1"] = float(sub.detach())
+            loss = loss + self.config.subgoal_weight * sub
+        return loss, logs
 
     @torch.no_grad()
     def predict_chunk(self, observation: Batch) -> np.ndarray:

@@ -234,3 +234,29 @@ def test_max_episodes_trains_on_the_first_episodes_of_each_dataset(tmp_path):
     assert any("2 dataset(s), 32 frames" in line for line in logs), logs  # 2 x 10 of a, all 12 of b
     with pytest.raises(ValueError, match="max_episodes"):
         TrainConfig(datasets=(str(a),), max_episodes=0)
+
+
+def test_subgoal_loss_trains_on_a_recorded_dataset(tmp_path):
+    """`--model.subgoal_weight`: the dataset's items carry the state at each frame's next subgoal (here the gripper
+    command rises 1 a frame, so crosses its mid-range at frame 5; after it, the episode's last frame), training runs
+    on them and the checkpoint keeps the setting."""
+    from dataclasses import replace
+
+    from policies.data import ChunkDataset
+
+    data = make_dataset(tmp_path / "ds", episodes=2, frames=10)
+    items = ChunkDataset(data, chunk_size=5)
+    batch = items.__getitems__([0, 3, 9, 10])
+    assert items.subgoal_row[[0, 3, 5, 9, 10]].tolist() == [5, 5, 9, 9, 15]
+    assert np.array_equal(batch["subgoal.state"].numpy(), items.state[[5, 5, 9, 15]])
+    cfg = TrainConfig(
+        datasets=(str(data),),
+        output_dir=str(tmp_path / "run"),
+        steps=3,
+        batch_size=4,
+        warmup_steps=1,
+        model=replace(SMALL, subgoal_weight=1.0),
+    )
+    train(cfg, log=lambda _: None, progress=False)
+    _, loaded, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
+    assert loaded.subgoal_weight == 1.0

@@ -182,3 +182,42 @@ def test_plain_stages_leave_out_the_early_residual_convs_and_still_export(tmp_pa
     with torch.no_grad():
         torch_actions = model.predict(batch).numpy()
     assert float(np.abs(onnx_actions - torch_actions).max()) < 1e-3
+
+
+def test_subgoal_query_learns_its_target_and_leaves_the_exported_actions_alone(tmp_path):
+    """``subgoal_weight``: one more decoder query predicts the next subgoal's state; it adds a loss term that training
+    drives down, needs ``subgoal.state`` in the batch, and the checkpoint and the ONNX export (actions only) carry
+    it."""
+    ort = require("onnxruntime", "onnx")
+    from policies.vla.export import export_onnx
+
+    with pytest.raises(ValueError, match="subgoal_weight"):
+        VLAConfig(subgoal_weight=-1)
+    assert not hasattr(_model(chunk_size=8), "subgoal_head")  # off by default: no extra parameters
+    cfg = VLAConfig(subgoal_weight=1.0, chunk_size=8, dropout=0.0)
+    model = _model(subgoal_weight=1.0, chunk_size=8, dropout=0.0)
+    batch = fake_batch(cfg, batch_size=4)
+    with pytest.raises(KeyError, match=r"subgoal\.state"):
+        model.compute_loss(batch)
+    batch["subgoal.state"] = torch.randn(4, 6) * 30
+    _, logs = model.compute_loss(batch)
+    first = logs["subgoal_l1"]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(60):
+        loss, logs = model.compute_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["subgoal_l1"] < 0.5 * first  # the query learns the targets of this batch
+    model.eval()
+    save_checkpoint(tmp_path / "ckpt", model, cfg, STATS)
+    loaded, cfg2, _ = load_checkpoint(tmp_path / "ckpt")
+    assert cfg2.subgoal_weight == 1.0
+    session = ort.InferenceSession(str(export_onnx(loaded, tmp_path / "vla.onnx")), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["action"]
+    feed = {i.name: np.asarray(batch[i.name]) for i in session.get_inputs()}
+    (onnx_actions,) = session.run(None, feed)
+    with torch.no_grad():
+        torch_actions = model.predict(batch).numpy()
+    assert onnx_actions.shape == (4, 8, 6)
+    assert float(np.abs(onnx_actions - torch_actions).max()) < 1e-3

@@ -54,6 +54,9 @@ class OnboardConfig(PreTrainedConfig):
     n_decoder_layers: int = _VLA.n_decoder_layers
     ffn_mult: int = _VLA.ffn_mult
     dropout: float = _VLA.dropout
+    # onboard train's auxiliary subgoal loss needs batch["subgoal.state"] (policies.data.ChunkDataset); LeRobot's
+    # loader has none, so under lerobot-train it stays 0. A checkpoint trained with it loads with its value.
+    subgoal_weight: float = _VLA.subgoal_weight
     std_min: float = _VLA.std_min
     normalization_mapping: dict[str, NormalizationMode] = field(default_factory=_identity)
 

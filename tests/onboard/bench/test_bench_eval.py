@@ -10,9 +10,7 @@ from tests.conftest import require
 def test_bench_eval_runs_each_worker_count_and_checks_the_reports_agree(tmp_path, capsys):
     require("mujoco", "sim")
     out = tmp_path / "bench.json"
-    cfg = EvalBenchConfig(
-        workers=(1, 2), n=2, backend="processes", policy_type="expert", task="touch", json=str(out)
-    )
+    cfg = EvalBenchConfig(workers=(1, 2), n=2, backend="processes", policy_type="expert", task="touch", json=str(out))
     assert main(cfg) == 0
     text = capsys.readouterr().out
     assert "command: onboard bench eval" in text
