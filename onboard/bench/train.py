@@ -28,9 +28,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "bundled config, bf16 autocast (earlier recipe)": ({}, True),
     "bundled config, float32": ({}, False),
     "dropout 0, float32": ({"dropout": 0.0}, False),
-    "dropout 0, plain_stages 1, float32 (recipe)": ({"dropout": 0.0, "plain_stages": 1}, False),
+    "dropout 0, plain_stages 1, float32 (1st run)": ({"dropout": 0.0, "plain_stages": 1}, False),
     "dropout 0, plain_stages 1, bf16 autocast": ({"dropout": 0.0, "plain_stages": 1}, True),
-    "... and conv_channels 16 32 64 128, float32": (
+    "+ conv_channels 16 32 64 128 (recipe)": (
         {"dropout": 0.0, "plain_stages": 1, "conv_channels": (16, 32, 64, 128)},
         False,
     ),
