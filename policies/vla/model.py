@@ -4,7 +4,10 @@
     [text token, state token, image tokens] --transformer encoder--> memory (B, 2+K*S*S, d)
     T learned action queries --transformer decoder (self-attn, cross-attn over memory)--> (B,T,d) --linear--> (B,T,A)
 
-ACT-style: L1 loss on normalised actions, padded steps masked. State and action normalisation use dataset mean/std
+ACT-style: L1 loss on normalised actions, padded steps masked. With ``subgoal_weight`` > 0 one more query follows
+the T action queries; its output predicts the joint state at the episode's next subgoal
+(``policies.data.subgoal_rows``), an auxiliary L1 term in training; the exported model outputs the actions alone.
+State and action normalisation use dataset mean/std
 held as buffers, so the model takes and returns LeRobot units (degrees, gripper 0-100). The text encoder
 (all-MiniLM-L6-v2, `policies.text`) is frozen and outside the model: the model takes its 384-d embedding.
 """
