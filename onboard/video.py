@@ -21,6 +21,7 @@ VIEW_CAMERA = "overview"  # scene.xml: in front of the arm and to its left; no p
 VIEW_HEIGHT = 480  # the viewing camera's height (px); its width is 4/3 of it (640x480)
 IMAGE_PREFIX = "observation.images."
 BACKGROUND = 24  # grey level under and between the policy's views
+VIDEO_THREADS = 2  # x264 encoder threads (see write_mp4)
 
 
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0, *, crf: int = 23) -> Path:
@@ -42,7 +43,9 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0,
                 stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
                 stream.height, stream.width = frame.shape[:2]
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
+                # a fixed thread count: x264's output depends on it, and by default it follows the CPUs this process may
+                # use, so the same frames would give other bytes under another affinity (a pinned process, a Ray actor)
+                stream.options = {"crf": str(crf), "preset": "veryfast", "threads": str(VIDEO_THREADS)}
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
             n += 1

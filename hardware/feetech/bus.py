@@ -12,6 +12,7 @@ The driver knows protocols and registers only: no arms, joints or units (those l
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from hardware.feetech.tables import Register, decode_sign_magnitude, register
 
 log = logging.getLogger(__name__)
 
+_UNSIGNED = functools.partial(int.from_bytes, byteorder="little")
 RETURN_DELAY_MAX_S = 508e-6  # Return_Delay_Time 254 x 2 us: the longest a servo may wait before answering
 DEFAULT_BAUDRATE = 1_000_000
 
@@ -78,7 +80,7 @@ class FeetechBus(ServoAssembly):
         self.wait.max_offset_s = self.latency_s
         self._reader = ReplyReader(self.stats, self.wait)
         # SYNC_READ requests by (ids, address, length): a control loop asks the same ones at every tick
-        self._sync_reads: dict[tuple[tuple[int, ...], int, int], tuple[bytes, list[tuple[int, int]], str]] = {}
+        self._sync_reads: dict[tuple[tuple[int, ...], int, int], tuple] = {}
 
     # ----------------------------------------------------------------------------------------------- lifecycle
     @property
@@ -163,23 +165,27 @@ class FeetechBus(ServoAssembly):
         expect: Sequence[tuple[int, int]],
         what: str,
         rebuild: Callable[[list[int]], bytes] | None = None,
+        on_reply: Callable[[StatusPacket], None] | None = None,
     ) -> dict[int, StatusPacket]:
         """Send ``packet`` and collect one status packet per ``(servo_id, n_params)`` in ``expect``, in order.
 
         Retries on checksum errors, malformed replies and timeouts; raises the last error when retries run out.
         With ``rebuild`` (ids -> packet), a retry asks only the servos whose replies are still missing (sync read).
         Status packets whose ERROR byte is non-zero are returned as they are: callers decide (see ``_check``).
+        ``on_reply`` is called with each reply as it is taken (``ReplyReader.collect``).
         An OS or serial error on the port (the device went away) raises ``BusDisconnectedError`` at once.
         """
         try:
-            return self._transact(packet, expect, what, rebuild)
+            return self._transact(packet, expect, what, rebuild, on_reply)
         except PORT_ERRORS as exc:
             servo_id = expect[0][0] if expect else (packet[2] if len(packet) > 2 else None)
             raise BusDisconnectedError(self.port_name, exc, servo_id, what) from exc
 
-    def _transact(self, packet: bytes, expect, what: str, rebuild) -> dict[int, StatusPacket]:
+    def _transact(self, packet: bytes, expect, what: str, rebuild, on_reply=None) -> dict[int, StatusPacket]:
         port = self.port
-        expect = list(expect)
+        reader = self._reader
+        if not isinstance(expect, list):
+            expect = list(expect)
         got: dict[int, StatusPacket] = {}
         last_error: ProtocolError | None = None
         for attempt in range(self.retries + 1):
@@ -189,9 +195,9 @@ class FeetechBus(ServoAssembly):
                 if rebuild is not None:
                     expect = [(i, n) for i, n in expect if i not in got]
                     packet = rebuild([i for i, _ in expect])
-            if expect:  # stale bytes (a late reply to an earlier request) must not be taken as ours
-                self._reader.flush_input(port)
-            self._reader.write(port, packet)
+            # the caller's clock runs from here to the replies: nothing but the flush (no stale bytes taken for ours)
+            # and the write before the request is out
+            reader.send(port, packet, flush=bool(expect))
             self.stats.transactions += 1
             if not expect:
                 return {}
@@ -201,7 +207,7 @@ class FeetechBus(ServoAssembly):
             due = sent_at + self.reply_due(len(packet), reply_bytes, len(expect))
             last_s = proto.wire_time(6 + expect[-1][1], self._baudrate) + self.return_delay_s
             replies, last_error = self._reader.collect(
-                port, expect, what, sent_at=sent_at, due=due, timeout=timeout, last_s=last_s
+                port, expect, what, sent_at=sent_at, due=due, timeout=timeout, last_s=last_s, on_reply=on_reply
             )
             if rebuild is not None:
                 got.update(replies)
@@ -302,32 +308,51 @@ class FeetechBus(ServoAssembly):
     def sync_read_bytes(
         self, ids: Sequence[int], address: int, length: int, *, check_status: bool = True
     ) -> dict[int, bytes]:
-        key = (tuple(ids), address, length)
+        return self._sync_read(ids, address, length, check_status, None)
+
+    def sync_read(self, reg: str | int | Register, ids: Sequence[int], *, check_status: bool = True) -> dict[int, int]:
+        """SYNC_READ one register from several servos (one request, one reply per servo in id order)."""
+        r = register(reg)
+        # not r.decode: each reply's size was checked as it was collected (the control loop's hot path)
+        sign_bit = r.sign_bit
+        if sign_bit is None:
+            return self._sync_read(ids, r.address, r.size, check_status, _UNSIGNED)
+        return self._sync_read(
+            ids, r.address, r.size, check_status, lambda p: decode_sign_magnitude(int.from_bytes(p, "little"), sign_bit)
+        )
+
+    def _sync_read(
+        self, ids: Sequence[int], address: int, length: int, check_status: bool, decode: Callable[[bytes], int] | None
+    ) -> dict:
+        """One SYNC_READ: id -> the reply's data bytes (``decode`` None) or ``decode(data)``, in id order.
+
+        What is done before the write and after the last reply counts in the round trip, so: the request, what it
+        expects and how to ask again for the missing ones are built once per (ids, address, length) (a control loop
+        asks the same ones every tick), and each reply is decoded as it is taken, the early ones while the last is
+        still on the wire (replies come in request order, and a retry asks for the missing ones in that order)."""
+        key = (ids if isinstance(ids, tuple) else tuple(ids), address, length)
         if (request := self._sync_reads.get(key)) is None:
             request = (
                 proto.sync_read(key[0], address, length),
                 [(i, length) for i in key[0]],
                 f"SYNC_READ {length} byte(s) at {address}",
+                lambda pending: proto.sync_read(pending, address, length),
             )
             if len(self._sync_reads) < 64:
                 self._sync_reads[key] = request
-        packet, expect, what = request
-        replies = self.transact(packet, expect, what, rebuild=lambda pending: proto.sync_read(pending, address, length))
-        if check_status:
-            for reply in replies.values():
-                if reply.error:
-                    self._check(reply, what)
-        return {i: replies[i].params for i in key[0]}
+        packet, expect, what, rebuild = request
+        values: dict = {}
+        faults: list[StatusPacket] = []
 
-    def sync_read(self, reg: str | int | Register, ids: Sequence[int], *, check_status: bool = True) -> dict[int, int]:
-        """SYNC_READ one register from several servos (one request, one reply per servo in id order)."""
-        r = register(reg)
-        data = self.sync_read_bytes(ids, r.address, r.size, check_status=check_status)
-        # not r.decode: each reply's size was checked as it was collected (the control loop's hot path)
-        sign_bit = r.sign_bit
-        if sign_bit is None:
-            return {i: int.from_bytes(d, "little") for i, d in data.items()}
-        return {i: decode_sign_magnitude(int.from_bytes(d, "little"), sign_bit) for i, d in data.items()}
+        def take(reply: StatusPacket) -> None:
+            values[reply.id] = reply.params if decode is None else decode(reply.params)
+            if reply.error:
+                faults.append(reply)
+
+        self.transact(packet, expect, what, rebuild, take)
+        if check_status and faults:
+            self._check(faults[0], what)
+        return values
 
     def sync_write(self, reg: str | int | Register, values: Mapping[int, int], *, check_range: bool = True) -> None:
         """SYNC_WRITE one register on several servos (broadcast, no reply)."""

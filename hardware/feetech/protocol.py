@@ -152,6 +152,11 @@ class PacketDecoder:
         self._buf.clear()
 
     def feed(self, data: bytes | bytearray) -> list[InstructionPacket | StatusPacket | ProtocolError]:
+        if not self._buf and self.kind == "status":  # the usual case, one whole status packet: checked at once
+            n = len(data)
+            whole = n >= 6 and n == data[3] + 4 <= MAX_LEN + 4 and data[0] == 0xFF == data[1]
+            if whole and data[2] <= MAX_ID and data[4] <= 0x7F and ~sum(data[2 : n - 1]) & 0xFF == data[n - 1]:
+                return [StatusPacket(data[2], data[4], bytes(data[5 : n - 1]))]
         self._buf += data
         out: list[InstructionPacket | StatusPacket | ProtocolError] = []
         buf = self._buf

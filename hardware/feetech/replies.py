@@ -26,7 +26,8 @@ so that about a fraction q (``oversleep``, default 1/4) of the transactions find
 the others poll briefly. A step is 5 % of the due time plus 5 us (36 us for a six-servo SYNC_READ at 1 Mbaud): an
 instant emulator is learned in a few dozen transactions, a USB adapter's millisecond in a few thousand, and one late
 reply moves it by a step only. It is bounded: never before the write, never later than ``latency_s`` after the due
-time. Failed transactions teach it nothing.
+time. Failed transactions teach it nothing. A transaction's lesson is booked at the start of the next one, while
+that one's bytes are on the wire: what is done after the last reply arrives counts in the round trip.
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import serial
+
+try:  # POSIX: the fast path's input flush
+    from termios import TCIFLUSH, tcflush
+except ImportError:  # Windows: pyserial's reset_input_buffer (no descriptor there)
+    TCIFLUSH, tcflush = 0, None
 
 from hardware.feetech.errors import BusTimeoutError, ChecksumError, MalformedPacketError, ProtocolError
 from hardware.feetech.protocol import PacketDecoder, StatusPacket
@@ -139,6 +145,9 @@ class ReplyReader:
         self.wait = wait
         self._timeout_set: float | None = None
         self._fd_of: tuple[serial.SerialBase | None, bool] = (None, False)
+        # the last transaction's lesson for ``wait``, learned at the next one while its bytes are on the wire: the
+        # caller gets its replies without waiting for the bookkeeping
+        self._lesson: tuple[float, float, bool] | None = None
 
     def forget_port(self) -> None:
         """A (re)opened port has its own timeout setting (and file descriptor)."""
@@ -153,28 +162,25 @@ class ReplyReader:
         fd = getattr(port, "fd", None) if self._fd_of[1] else None
         return fd if isinstance(fd, int) and fd >= 0 else None
 
-    def write(self, port: serial.SerialBase, data: bytes) -> None:
-        """``port.write(data)``, by one ``os.write`` where the port has a descriptor and takes it all at once."""
-        fd = self.fd(port)
-        if fd is not None:
-            try:
-                n = os.write(fd, data)
-            except BlockingIOError:
-                n = 0
-            if n == len(data):
-                return
-            data = data[n:]
-        port.write(data)
-
-    def flush_input(self, port: serial.SerialBase) -> None:
-        """``port.reset_input_buffer()``, by one ``tcflush`` where the port has a descriptor."""
+    def send(self, port: serial.SerialBase, data: bytes, *, flush: bool) -> None:
+        """Write a request, after dropping unread input where ``flush`` (stale bytes, such as a late reply to an earlier
+        request, must not be taken for this one's): one ``tcflush`` and one ``os.write`` where the port has a
+        descriptor (``port.reset_input_buffer()`` and ``port.write`` elsewhere). The caller's clock starts before
+        this, so it is kept short: the descriptor is looked up once."""
         fd = self.fd(port)
         if fd is None:
-            port.reset_input_buffer()
-        else:
-            import termios  # POSIX, as the descriptor is
-
-            termios.tcflush(fd, termios.TCIFLUSH)
+            if flush:
+                port.reset_input_buffer()
+            port.write(data)
+            return
+        if flush:
+            tcflush(fd, TCIFLUSH)
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            n = 0
+        if n != len(data):
+            port.write(data[n:])
 
     def set_timeout(self, port: serial.SerialBase, timeout: float) -> None:
         timeout = round(timeout, 4)
@@ -192,12 +198,17 @@ class ReplyReader:
         due: float,
         timeout: float,
         last_s: float = 0.0,
+        on_reply: Callable[[StatusPacket], None] | None = None,
     ) -> tuple[dict[int, StatusPacket], ProtocolError | None]:
         """Read the replies to a request written at ``sent_at`` (complete on the wire at ``due`` at the earliest).
         ``last_s``: how long the last reply takes on the wire (with its return delay); with several replies, the
         others are read and decoded in an early look that much before the wake-up, so that only the last is left to
-        decode when it arrives. Returns (the replies that arrived in order, the error that stopped collection or
-        None)."""
+        decode when it arrives. ``on_reply``: called with each reply as it is taken, so that a caller's own decoding
+        of the early ones is done while the last is still on the wire. Returns (the replies that arrived in order, the
+        error that stopped collection or None)."""
+        if self._lesson is not None:
+            self.wait.learn(*self._lesson)
+            self._lesson = None
         decoder = PacketDecoder("status")
         pending = [servo_id for servo_id, _ in expect]
         sizes = dict(expect)
@@ -267,6 +278,8 @@ class ReplyReader:
                         )
                     replies[item.id] = item
                     pending.pop(0)
+                    if on_reply is not None:
+                        on_reply(item)
                 elif isinstance(item, ChecksumError):
                     return replies, item
                 # MalformedPacketError: garbage between packets (noise, an echo); the decoder has resynchronised
@@ -274,6 +287,6 @@ class ReplyReader:
                 phase = SLEEP if phase is FIRST or phase is EARLY else POLL
                 if monotonic() >= deadline:
                     return replies, BusTimeoutError(pending[0], what, timeout, bytes(received))
-        if phase is not FIRST:  # complete at a look after a sleep: it slept too long
-            self.wait.learn(sent_at, due, overslept=phase is WOKEN or phase is EARLY)
+        if phase is not FIRST:  # complete at a look after a sleep: it slept too long (learned at the next collect)
+            self._lesson = (sent_at, due, phase is WOKEN or phase is EARLY)
         return replies, None

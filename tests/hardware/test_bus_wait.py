@@ -108,7 +108,7 @@ def test_replies_already_there_are_taken_without_sleeping():
 def test_late_replies_move_the_wake_up_later_one_step_per_transaction():
     # Every reply 2 ms late (12 ms for six, as each holds back the ones behind it), as behind a USB adapter that
     # holds bytes back: the driver never finds them complete on waking (it wakes well before), so each transaction
-    # moves the wake-up later by q steps.
+    # moves the wake-up later by q steps (learned at the start of the next one, while its bytes are on the wire).
     port = serial_port("simbus://?ids=1-6&timing=wire&faults=late:1;late_ms:2")
     try:
         with FeetechBus(port, latency_s=0.05) as bus:
@@ -116,7 +116,7 @@ def test_late_replies_move_the_wake_up_later_one_step_per_transaction():
             for _ in range(12):
                 bus.sync_read("Present_Position", IDS)
             step = 0.05 * SYNC_READ_DUE + 5e-6
-            assert wait.offset_s == pytest.approx(12 * wait.oversleep * step, rel=1e-6)
+            assert wait.offset_s == pytest.approx(11 * wait.oversleep * step, rel=1e-6)  # the 12th: at the next
             assert bus.stats.timeouts == 0 and bus.stats.retries == 0
     finally:
         port.close()

@@ -129,3 +129,19 @@ def test_instruction_round_trip(servo_id, instr, params, garbage):
 @given(st.integers(0, 0xFD), st.integers(0, 0x7F), st.binary(max_size=p.MAX_PARAMS))
 def test_status_round_trip(servo_id, error, params):
     assert PacketDecoder("status").feed(p.status(servo_id, error, params)) == [StatusPacket(servo_id, error, params)]
+
+
+def _described(items):
+    return [(type(i).__name__, str(i)) if isinstance(i, ProtocolError) else i for i in items]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 0xFF), st.integers(0, 0xFF), st.binary(max_size=8), st.booleans(), st.integers(-1, 1))
+def test_a_whole_status_packet_decodes_as_it_does_byte_by_byte(servo_id, error, params, good_checksum, length_off):
+    # one whole status packet in one read is the driver's usual case and has its own quick check; it must say what
+    # the general, incremental path says for the same bytes (here fed as one byte, then the rest)
+    body = bytes((servo_id, len(params) + 2 + length_off, error)) + params
+    data = p.HEADER + body + bytes((p.checksum(body) ^ (0 if good_checksum else 0x5A),))
+    whole, split = PacketDecoder("status"), PacketDecoder("status")
+    assert _described(whole.feed(data)) == _described(split.feed(data[:1]) + split.feed(data[1:]))
+    assert whole.pending == split.pending

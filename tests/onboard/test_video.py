@@ -81,3 +81,21 @@ def test_video_env_films_the_overview_beside_the_observation(env, tmp_path):
     assert len(decoded) == 10 and decoded[0].shape == (480, 832, 3)
     video.close()
     assert not video.view.is_connected
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux CPU affinity")
+def test_the_same_frames_give_the_same_bytes_on_fewer_cores(tmp_path):
+    # x264 picks its thread count from the CPUs the process may use, and its output follows the thread count: an
+    # eval's video written in a pinned process or a Ray actor must still be the serial run's, byte for byte
+    import os
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(20)]
+    cores = os.sched_getaffinity(0)
+    first = write_mp4(tmp_path / "all.mp4", frames).read_bytes()
+    try:
+        os.sched_setaffinity(0, {min(cores)})
+        pinned = write_mp4(tmp_path / "one.mp4", frames).read_bytes()
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert pinned == first
