@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save
 from policies import checkpoints as layout
 from policies.augment import augment_batch
 from policies.data import ChunkDataset, make_dataloader
+from policies.ema import WeightAverage
 from policies.errors import DatasetFeaturesError, DatasetFolderError
 from policies.features import IMAGES, check_dataset_fits, check_dataset_folder
 from policies.train_config import TrainConfig
@@ -34,6 +35,9 @@ from policies.vla.checkpoint import check_checkpoint, load_checkpoint, save_chec
 from policies.vla.model import VLA
 
 logger = logging.getLogger(__name__)
+
+
+TRAINED_WEIGHTS = "trained_weights.safetensors"  # training_state/: the weights under a --ema_decay average
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -243,6 +247,14 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if opt_file is not None:
         _load_optimizer(opt_file, opt)
+    average = None
+    if cfg.ema_decay:
+        # resumed: the checkpoint's policy is the average, and the weights being trained are in its training state
+        average = WeightAverage(model, cfg.ema_decay, updates=step)
+        trained = latest / layout.TRAINING_STATE_DIR / TRAINED_WEIGHTS if latest is not None else None
+        if trained is not None and trained.is_file():
+            model.load_state_dict(load_file(str(trained), device=str(device)))
+        log(f"weight average: decay {cfg.ema_decay} (the saved policy is the average)")
     out.mkdir(parents=True, exist_ok=True)  # only now that the data and the weights have loaded
     (out / layout.TRAIN_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
     log(f"output: {out}")
@@ -272,6 +284,8 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             loss, parts = optimizer_step(model, opt, batch, bf16=cfg.amp == "bf16", grad_clip=cfg.grad_clip)
+            if average is not None:
+                average.update(model)
             step += 1
             losses.append(float(loss.detach()))
             if "subgoal_l1" in parts:
@@ -285,10 +299,10 @@ def train(
             if step % cfg.log_freq == 0 and bar is None:
                 log(f"step {step}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
             if step % cfg.save_freq == 0 or step == cfg.steps:
-                ckpt, saved = _checkpoint(out, model, cfg, stats, opt, step), step
+                ckpt, saved = _checkpoint(out, model, cfg, stats, opt, step, average), step
             if evaluate is not None and cfg.eval_freq and step % cfg.eval_freq == 0:
                 if saved != step:
-                    ckpt, saved = _checkpoint(out, model, cfg, stats, opt, step), step
+                    ckpt, saved = _checkpoint(out, model, cfg, stats, opt, step, average), step
                 model.eval()
                 report = evaluate(ckpt, step)
                 model.train()
@@ -301,13 +315,19 @@ def train(
     return ckpt
 
 
-def _checkpoint(out: Path, model: VLA, cfg: TrainConfig, stats, opt, step: int) -> Path:
+def _checkpoint(
+    out: Path, model: VLA, cfg: TrainConfig, stats, opt, step: int, average: WeightAverage | None = None
+) -> Path:
     """``<out>/checkpoints/<step>/`` (pretrained_model/ + training_state/), written whole in a temporary folder and
-    renamed into place; then ``checkpoints/last`` points at it."""
+    renamed into place; then ``checkpoints/last`` points at it. With a weight average (``--ema_decay``) the policy
+    is the average, and the weights being trained go in the training state (``--resume`` needs both)."""
     name = layout.step_name(step, cfg.steps)
     staged = layout.staging_folder(out, name)
     policy = staged / layout.PRETRAINED_DIR
-    save_checkpoint(policy, model, cfg.model, stats)
+    save_checkpoint(policy, average.module if average is not None else model, cfg.model, stats)
     layout.write_synced(policy / layout.TRAIN_CONFIG, json.dumps(cfg.to_dict(), indent=2).encode())
     _save_training_state(staged / layout.TRAINING_STATE_DIR, opt, step)
+    if average is not None:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        layout.write_synced(staged / layout.TRAINING_STATE_DIR / TRAINED_WEIGHTS, save(tensors))
     return layout.publish(staged, name)

@@ -97,6 +97,9 @@ class TrainConfig:
     weight_decay: float = _opt(1e-4, "AdamW weight decay")
     warmup_steps: int = _opt(500, "linear learning-rate warm-up")
     grad_clip: float = _opt(1.0, "gradient norm clip")
+    ema_decay: float = _opt(
+        0.0, "save a moving average of the weights, with this decay per step (e.g. 0.999), as the policy; 0: off"
+    )
     save_freq: int = _opt(1000, "checkpoint every N steps (and after the last)", aliases=("--save_every",))
     eval_freq: int = _opt(
         0, "evaluate the checkpoint in simulation every N steps (--eval.*; 0: never)", aliases=("--eval_every",)
@@ -120,6 +123,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(str(d) for d in self.datasets))
         object.__setattr__(self, "repo_ids", tuple(self.repo_ids))
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema_decay must be in [0, 1) (0: no weight average; e.g. 0.999), got {self.ema_decay}")
         if self.max_episodes is not None and self.max_episodes < 1:
             raise ValueError(f"--dataset.max_episodes must be >= 1, got {self.max_episodes}")
         if not self.datasets and not self.repo_ids:

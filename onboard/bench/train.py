@@ -9,8 +9,10 @@ with the L1 loss, backward, gradient clipping, the fused AdamW update: `onboard 
 batch after ``--warmup`` untimed ones; the median step is reported, with samples per second. No dataset: decoding and
 augmentation are not in it (`onboard train` prints its own steps/s). Variants (``VARIANTS``): the bundled model's
 config in float32 and in bfloat16 autocast (the earlier recipe's ``--amp bf16``), without dropout, and without dropout
-and without the first stage's residual conv (``--model.plain_stages 1``), and that with half the channels in the
-first three conv stages (``--model.conv_channels 16 32 64 128``).
+and without the first stage's residual conv (``--model.plain_stages 1``), that with half the channels in the
+first three conv stages (``--model.conv_channels 16 32 64 128``), that with the subgoal query (the recipe's model),
+and the recipe's step with the images and conv weights channels-last (NHWC); with ``--compile``, also under
+``torch.compile`` (its first step, the compile, is reported apart).
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ from typing import Any
 
 from onboard.bench.sysinfo import machine_info, machine_lines
 
-# name -> (VLAConfig overrides, bf16 autocast)
-VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
-    "bundled config, bf16 autocast (earlier recipe)": ({}, True),
-    "bundled config, float32": ({}, False),
-    "dropout 0, float32": ({"dropout": 0.0}, False),
-    "dropout 0, plain_stages 1, float32 (1st run)": ({"dropout": 0.0, "plain_stages": 1}, False),
-    "dropout 0, plain_stages 1, bf16 autocast": ({"dropout": 0.0, "plain_stages": 1}, True),
-    "+ conv_channels 16 32 64 128 (recipe)": (
-        {"dropout": 0.0, "plain_stages": 1, "conv_channels": (16, 32, 64, 128)},
-        False,
-    ),
+RECIPE = {"dropout": 0.0, "plain_stages": 1, "conv_channels": (16, 32, 64, 128)}
+# name -> (VLAConfig overrides, bf16 autocast, how the step runs: "eager", "channels_last" (the model's conv weights
+# and the images in NHWC) or "compile" (torch.compile of the loss: forward and backward through inductor))
+VARIANTS: dict[str, tuple[dict[str, Any], bool, str]] = {
+    "bundled config, bf16 autocast (earlier recipe)": ({}, True, "eager"),
+    "bundled config, float32": ({}, False, "eager"),
+    "dropout 0, float32": ({"dropout": 0.0}, False, "eager"),
+    "dropout 0, plain_stages 1, float32 (1st run)": ({"dropout": 0.0, "plain_stages": 1}, False, "eager"),
+    "dropout 0, plain_stages 1, bf16 autocast": ({"dropout": 0.0, "plain_stages": 1}, True, "eager"),
+    "+ conv_channels 16 32 64 128": (RECIPE, False, "eager"),
+    "+ subgoal_weight 1 (recipe)": ({**RECIPE, "subgoal_weight": 1.0}, False, "eager"),
+    "recipe, channels_last": ({**RECIPE, "subgoal_weight": 1.0}, False, "channels_last"),
 }
+COMPILED = {"recipe, torch.compile": ({**RECIPE, "subgoal_weight": 1.0}, False, "compile")}  # with --compile
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,19 @@ class TrainBenchConfig:
     warmup: int = field(default=4, metadata={"help": "untimed steps first"})
     threads: int = field(default=2, metadata={"help": "torch threads (onboard train's --threads)"})
     json: str | None = field(default=None, metadata={"help": "also write the results to this JSON file"})
+    compile: bool = field(
+        default=False,
+        metadata={"help": "also time the recipe under torch.compile (needs a C++ compiler; its first step compiles)"},
+    )
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.steps, self.threads) < 1 or self.warmup < 0:
             raise ValueError("--batch_size, --steps and --threads must be >= 1, --warmup >= 0")
 
 
-def time_variant(overrides: dict[str, Any], bf16: bool, cfg: TrainBenchConfig) -> dict[str, float]:
-    """Median wall time of one training step (ms) of the VLA built with ``overrides``."""
+def time_variant(overrides: dict[str, Any], bf16: bool, cfg: TrainBenchConfig, how: str = "eager") -> dict[str, float]:
+    """Median wall time of one training step (ms) of the VLA built with ``overrides``, run as ``how`` says
+    (``VARIANTS``); the compiling variant also reports its first step (the compile) in seconds."""
     import numpy as np
     import torch
 
@@ -65,20 +74,36 @@ def time_variant(overrides: dict[str, Any], bf16: bool, cfg: TrainBenchConfig) -
     torch.manual_seed(0)
     model_cfg = VLAConfig(**overrides)
     model = VLA(model_cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     batch = fake_batch(model_cfg, cfg.batch_size)
-    times = []
-    for i in range(cfg.warmup + cfg.steps):
+    if how == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        for cam in model_cfg.cameras:
+            key = f"observation.images.{cam}"
+            batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+    elif how == "compile":
+        model.compute_loss = torch.compile(model.compute_loss)
+    elif how != "eager":
+        raise ValueError(f"unknown way to run a step: {how!r}")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    warmup = max(cfg.warmup, 1) if how == "compile" else cfg.warmup  # compiling is not a step
+    times, first = [], 0.0
+    for i in range(warmup + cfg.steps):
         t0 = time.perf_counter()
         optimizer_step(model, opt, batch, bf16=bf16, grad_clip=TrainConfig.grad_clip)
-        if i >= cfg.warmup:
-            times.append(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        if i == 0:
+            first = took
+        if i >= warmup:
+            times.append(took)
     step = float(np.median(times))
-    return {
+    row = {
         "ms_per_step": 1000 * step,
         "samples_per_s": cfg.batch_size / step,
         "parameters_m": model.num_parameters() / 1e6,
     }
+    if how == "compile":
+        row["first_step_s"] = first
+    return row
 
 
 def main(cfg: TrainBenchConfig) -> int:
@@ -94,14 +119,15 @@ def main(cfg: TrainBenchConfig) -> int:
     print(f"batch {cfg.batch_size}, {cfg.threads} torch threads, median of {cfg.steps} steps after {cfg.warmup}")
     rows = {}
     base = None
-    for name, (overrides, bf16) in VARIANTS.items():
-        row = time_variant(overrides, bf16, cfg)
+    for name, (overrides, bf16, how) in {**VARIANTS, **(COMPILED if cfg.compile else {})}.items():
+        row = time_variant(overrides, bf16, cfg, how)
         base = base or row["ms_per_step"]
         row["speedup"] = base / row["ms_per_step"]
         rows[name] = row
+        compiled = f"; first step {row['first_step_s']:.0f} s (compiling)" if "first_step_s" in row else ""
         print(
             f"  {name:48s} {row['ms_per_step']:6.0f} ms/step  {row['samples_per_s']:5.0f} samples/s  "
-            f"x{row['speedup']:.2f}  ({row['parameters_m']:.2f} M parameters)",
+            f"x{row['speedup']:.2f}  ({row['parameters_m']:.2f} M parameters{compiled})",
             flush=True,
         )
     if cfg.json:

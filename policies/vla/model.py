@@ -308,6 +308,8 @@ def fake_batch(config: VLAConfig, batch_size: int = 2, seed: int = 0, with_text:
         "task_embedding": F.normalize(torch.randn(B, config.text_dim, generator=g), dim=-1),  # (B,384) unit norm
     }
     batch["action_is_pad"][:, T - max(1, T // 5) :] = True  # the tail of each chunk ran past the episode end
+    if config.subgoal_weight > 0:  # the state at the next subgoal (policies.data.subgoal_rows), degrees
+        batch["subgoal.state"] = torch.randn(B, config.state_dim, generator=g) * 30
     for cam in config.cameras:
         batch[f"observation.images.{cam}"] = torch.randint(0, 256, (B, 3, H, H), generator=g, dtype=torch.uint8)
     if with_text:  # instruction strings instead of precomputed embeddings (needs the text encoder)

@@ -197,9 +197,11 @@ def test_subgoal_query_learns_its_target_and_leaves_the_exported_actions_alone(t
     cfg = VLAConfig(subgoal_weight=1.0, chunk_size=8, dropout=0.0)
     model = _model(subgoal_weight=1.0, chunk_size=8, dropout=0.0)
     batch = fake_batch(cfg, batch_size=4)
+    assert batch["subgoal.state"].shape == (4, 6)  # fake_batch has it when the config asks for it
+    target = batch.pop("subgoal.state")
     with pytest.raises(KeyError, match=r"subgoal\.state"):
         model.compute_loss(batch)
-    batch["subgoal.state"] = torch.randn(4, 6) * 30
+    batch["subgoal.state"] = target
     _, logs = model.compute_loss(batch)
     first = logs["subgoal_l1"]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
