@@ -8,7 +8,8 @@
 # part is recorded; then training goes on from this run's checkpoint on all the data), export again, `onboard eval`.
 #
 #   scripts/make_model.sh [WORK_DIR] [STAGE...]   stages: data train export dagger retrain export eval (the default,
-#                                                 in that order) and install (copies the bundle to policies/bundled/)
+#                                                 in that order; ROUNDS=2 adds dagger2 retrain2 export before eval)
+#                                                 and install (copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` and `retrain` resume a killed run. Every
 # stage's wall time goes to WORK_DIR/recipe.json with the settings below; `export` copies that file into bundle.json
@@ -19,13 +20,19 @@
 # STEPS, BATCH, LR, AMP, SHIFT, STATE_NOISE, PARAPHRASE (training: PARAPHRASE=1 trains each demonstration under all
 # training phrasings of its task and colour), MODEL_FLAGS (extra `onboard train` flags, e.g. --model.dropout 0),
 # DAGGER_PICK DAGGER_PLACE (DAgger episodes per task; 0 records none, and `retrain` then trains on the demonstrations
-# alone), DAGGER_STEPS DAGGER_LR (the training after it), EMA (`--ema_decay`), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
+# alone), DAGGER_STEPS DAGGER_LR (the training after each round), ROUNDS (DAgger rounds: stages dagger2 retrain2 ...
+# follow), EMA (`--ema_decay`), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
 # recipe: for experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-outputs/model}
 shift || true
-STAGES=${*:-data train export dagger retrain export eval}
+ROUNDS=${ROUNDS:-1}  # DAgger rounds: each records with the newest bundle, then trains on from the newest checkpoint
+default_stages="data train export"
+for ((k = 1; k <= ROUNDS; k++)); do
+  if [ "$k" = 1 ]; then default_stages+=" dagger retrain export"; else default_stages+=" dagger$k retrain$k export"; fi
+done
+STAGES=${*:-$default_stages eval}
 TOUCH_EPS=${TOUCH_EPS:-150}
 PICK_EPS=${PICK_EPS:-200}
 PLACE_EPS=${PLACE_EPS:-200}
@@ -51,7 +58,7 @@ STEPS=${STEPS:-13500}
 BATCH=${BATCH:-32}
 DAGGER_PICK=${DAGGER_PICK:-80}
 DAGGER_PLACE=${DAGGER_PLACE:-80}
-DAGGER_STEPS=${DAGGER_STEPS:-6500}
+DAGGER_STEPS=${DAGGER_STEPS:-6500}  # steps of each round's training
 DAGGER_LR=${DAGGER_LR:-5e-4}
 EMA=${EMA:-0.999}  # --ema_decay: a moving average of the weights is saved as the policy (0: off)
 EVAL_N=${EVAL_N:-50}
@@ -77,7 +84,7 @@ except (OSError, ValueError):
     recipe = {"command": "scripts/make_model.sh", "stages": {}}
 knobs = ("TOUCH_EPS PICK_EPS PLACE_EPS DTOUCH_EPS DPICK_EPS DPLACE_EPS DISTURBANCE TOUCH_S PICK_S PLACE_S SHIFT "
          "STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS "
-         "DAGGER_LR EMA").split()
+         "DAGGER_LR EMA ROUNDS").split()
 recipe["settings"] = {k: os.environ.get(k, "") for k in knobs}
 try:
     recipe["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -91,7 +98,8 @@ os.replace(tmp, path)
 PY
 }
 export TOUCH_EPS PICK_EPS PLACE_EPS DTOUCH_EPS DPICK_EPS DPLACE_EPS DISTURBANCE TOUCH_S PICK_S PLACE_S SHIFT \
-  STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS DAGGER_LR EMA
+  STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS DAGGER_LR EMA \
+  ROUNDS
 
 record() {  # dataset task episodes seconds seed [disturbance]: records what the dataset still lacks
   [ "$3" -gt 0 ] || return 0
@@ -135,6 +143,17 @@ train_run() {  # run folder, steps, lr, dataset names..., then optionally: -- in
 }
 
 DEMOS="touch pick place touch_pushed pick_pushed place_pushed"
+dagger_set() {  # round task: the dataset of that DAgger round (round 1: dagger_pick, as before rounds; then dagger2_pick)
+  if [ "$1" = 1 ]; then echo "dagger_$2"; else echo "dagger$1_$2"; fi
+}
+round_run() {  # round: the training run that ends it (0: the first training)
+  case $1 in 0) echo run ;; 1) echo run_dagger ;; *) echo "run_dagger$1" ;; esac
+}
+newest_run() {  # the newest training run with a checkpoint
+  local k=9
+  while [ "$k" -gt 0 ] && [ ! -e "$WORK/$(round_run "$k")/checkpoints/last" ]; do k=$((k - 1)); done
+  round_run "$k"
+}
 for stage in $STAGES; do
   t0=$(date +%s.%N)
   case $stage in
@@ -159,26 +178,32 @@ for stage in $STAGES; do
     train_run run "$STEPS" "$LR" $DEMOS ${INIT_FROM:+-- "$INIT_FROM"}
     ;;
   export)  # the newest run: after a DAgger round, its training
-    run=run
-    [ -e "$WORK/run_dagger/checkpoints/last" ] && run=run_dagger
+    run=$(newest_run)
     onboard export --checkpoint "$WORK/$run/checkpoints/last" --output_dir "$WORK/bundle" --recipe "$WORK/recipe.json"
     ;;
-  dagger)  # the exported policy drives, the expert takes over at a random time and finishes (onboard/eval/dagger.py)
+  dagger | dagger[0-9]*)  # the exported policy drives, the expert takes over at a random time and finishes
+    k=${stage#dagger}  # (onboard/eval/dagger.py); round k's seeds: (2k-1) million on for pick, 2k million for place
+    k=${k:-1}
     for t in pick place; do
-      n=DAGGER_${t^^}
-      [ "${!n}" -gt 0 ] && [ ! -f "$WORK/data/dagger_$t/meta/info.json" ] || continue
-      rm -rf "$WORK/data/dagger_$t" "$WORK/data/dagger_$t.shards"
-      seed0=1000000 expert_s=$PICK_S
-      [ "$t" = place ] && { seed0=2000000; expert_s=$PLACE_S; }
+      n=DAGGER_${t^^} ds=$(dagger_set "$k" "$t")
+      [ "${!n}" -gt 0 ] && [ ! -f "$WORK/data/$ds/meta/info.json" ] || continue
+      rm -rf "$WORK/data/$ds" "$WORK/data/$ds.shards"
+      seed0=$(((2 * k - 1) * 1000000)) expert_s=$PICK_S
+      [ "$t" = place ] && { seed0=$((2 * k * 1000000)); expert_s=$PLACE_S; }
       onboard dagger --policy.path "$WORK/bundle" --sim.task "$t" --n "${!n}" --seed0 "$seed0" \
         --expert_s "$expert_s" --num_workers 2 \
-        --dataset.root "$WORK/data/dagger_$t" >"$WORK/dagger_$t.log" 2>&1
-      tail -n 2 "$WORK/dagger_$t.log"
+        --dataset.root "$WORK/data/$ds" >"$WORK/$ds.log" 2>&1
+      tail -n 2 "$WORK/$ds.log"
     done
     ;;
-  retrain)  # on to DAGGER_STEPS more steps on the demonstrations and the DAgger data, from this run's checkpoint
+  retrain | retrain[0-9]*)  # DAGGER_STEPS more steps on the demonstrations and every round's DAgger data so far,
+    k=${stage#retrain}  # from the previous phase's checkpoint
+    k=${k:-1}
+    sets=()
+    for ((j = 1; j <= k; j++)); do sets+=("$(dagger_set "$j" pick)" "$(dagger_set "$j" place)"); done
     # shellcheck disable=SC2086
-    train_run run_dagger "$DAGGER_STEPS" "$DAGGER_LR" $DEMOS dagger_pick dagger_place -- "$WORK/run/checkpoints/last"
+    train_run "$(round_run "$k")" "$DAGGER_STEPS" "$DAGGER_LR" $DEMOS "${sets[@]}" \
+      -- "$WORK/$(round_run $((k - 1)))/checkpoints/last"
     ;;
   install)  # replace the bundled model (the model card, policies/bundled/so101_vla/README.md, is kept)
     dest=policies/bundled/so101_vla
@@ -214,7 +239,7 @@ for stage in $STAGES; do
     python -m onboard.eval.report "$WORK/eval"
     ;;
   *)
-    echo "unknown stage $stage (data, train, export, dagger, retrain, eval, install)" >&2
+    echo "unknown stage $stage (data, train, export, dagger[N], retrain[N], eval, install)" >&2
     exit 2
     ;;
   esac

@@ -3,6 +3,8 @@ the benchmark's business, not the test's)."""
 
 import json
 
+import pytest
+
 from tests.conftest import require
 
 require("torch", "train")
@@ -32,3 +34,21 @@ def test_bench_train_times_every_variant(tmp_path, capsys):
     assert params["recipe, channels_last"] == recipe  # the same model, another memory layout
     assert report["variants"]["bundled config, bf16 autocast (earlier recipe)"]["speedup"] == 1.0
     assert main(["bench", "train", "--steps", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_bench_train_compile_times_the_recipe_under_torch_compile(tmp_path, capsys):
+    import shutil
+
+    from onboard.bench.train import COMPILED
+    from onboard.cli import main
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    out = tmp_path / "train.json"
+    argv = ["bench", "train", "--batch_size", "2", "--steps", "1", "--warmup", "0", "--threads", "1", "--compile"]
+    assert main([*argv, "--json", str(out)]) == 0
+    (name,) = COMPILED
+    row = json.loads(out.read_text())["variants"][name]
+    assert row["ms_per_step"] > 0 and row["first_step_s"] > 0  # the compile is reported apart from the steps
+    assert "(compiling)" in capsys.readouterr().out

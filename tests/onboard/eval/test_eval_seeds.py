@@ -1,6 +1,7 @@
 """Evaluation seeds are never training layouts: `scripts/make_model.sh` records with `--sim.seed` 101-103,
-201-203, 302 and 303 (episode i of a dataset gets its scene from ``(seed, i)``), `onboard eval` lays out scenes from
-seeds 100000+ and the periodic validation in `onboard train` from 50000+."""
+201-203, 302 and 303 (episode i of a dataset gets its scene from ``(seed, i)``) and its DAgger rounds from seeds 1
+million and up, `onboard eval` lays out scenes from seeds 100000+ and the periodic validation in `onboard train` from
+50000+."""
 
 import numpy as np
 
@@ -32,6 +33,10 @@ def test_eval_and_validation_layouts_are_not_training_layouts():
         train |= layouts
     evaluation = {spec_for_seed(t, s).seed for t in ("touch", "pick", "place") for s in range(100_000, 101_000)}
     validation = {spec_for_seed("pick", s).seed for s in range(50_000, 50_100)}
+    # `onboard dagger` in the script's rounds k = 1, 2, 3: pick from (2k - 1) million, place from 2k million, 80 each
+    for k in (1, 2, 3):
+        train |= {spec_for_seed("pick", s).seed for s in range((2 * k - 1) * 10**6, (2 * k - 1) * 10**6 + 80)}
+        train |= {spec_for_seed("place", s).seed for s in range(2 * k * 10**6, 2 * k * 10**6 + 80)}
     assert evaluation == set(range(100_000, 101_000))
     assert not train & evaluation
     assert not train & validation
