@@ -28,6 +28,7 @@ PRETRAINED_DIR = "pretrained_model"
 TRAINING_STATE_DIR = "training_state"
 TRAINING_STEP = "training_step.json"
 OPTIMIZER_STATE = "optimizer_state.safetensors"
+TRAINED_WEIGHTS = "trained_weights.safetensors"  # training_state/: the weights under a --ema_decay average
 TRAIN_CONFIG = "train_config.json"
 _POLICY_FILES = ("config.json", "bundle.json")
 

@@ -37,9 +37,6 @@ from policies.vla.model import VLA
 logger = logging.getLogger(__name__)
 
 
-TRAINED_WEIGHTS = "trained_weights.safetensors"  # training_state/: the weights under a --ema_decay average
-
-
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -251,7 +248,7 @@ def train(
     if cfg.ema_decay:
         # resumed: the checkpoint's policy is the average, and the weights being trained are in its training state
         average = WeightAverage(model, cfg.ema_decay, updates=step)
-        trained = latest / layout.TRAINING_STATE_DIR / TRAINED_WEIGHTS if latest is not None else None
+        trained = latest / layout.TRAINING_STATE_DIR / layout.TRAINED_WEIGHTS if latest is not None else None
         if trained is not None and trained.is_file():
             model.load_state_dict(load_file(str(trained), device=str(device)))
         log(f"weight average: decay {cfg.ema_decay} (the saved policy is the average)")
@@ -329,5 +326,5 @@ def _checkpoint(
     _save_training_state(staged / layout.TRAINING_STATE_DIR, opt, step)
     if average is not None:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        layout.write_synced(staged / layout.TRAINING_STATE_DIR / TRAINED_WEIGHTS, save(tensors))
+        layout.write_synced(staged / layout.TRAINING_STATE_DIR / layout.TRAINED_WEIGHTS, save(tensors))
     return layout.publish(staged, name)

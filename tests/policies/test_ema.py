@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from policies.checkpoints import TRAINED_WEIGHTS
 from policies.ema import WeightAverage
-from policies.train import TRAINED_WEIGHTS, TrainConfig, train
+from policies.train import TrainConfig, train
 from tests.policies.test_train import SMALL, make_dataset
 
 
