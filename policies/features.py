@@ -178,3 +178,23 @@ def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return np.ascontiguousarray(rgb[ys][:, xs])
     interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
     return cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=interp)
+
+
+class ResizedInputs:
+    """``policy`` behind ``resize_image`` of every camera image to ``size`` (H, W): a policy trained on frames
+    resized to its input (``ChunkDataset(image_size=...)``) sees a camera of another size the same way, as
+    `onboard run` shows it a real camera's frames. Other attributes are the policy's."""
+
+    def __init__(self, policy, size: tuple[int, int]):
+        self.policy = policy
+        self.size = (int(size[0]), int(size[1]))
+
+    def reset(self, task: str) -> None:
+        self.policy.reset(task)
+
+    def infer(self, observation: dict):
+        obs = {k: resize_image(v, self.size) if k.startswith(IMAGES) else v for k, v in observation.items()}
+        return self.policy.infer(obs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.policy, name)

@@ -287,13 +287,16 @@ def train(
             losses.append(float(loss.detach()))
             if "subgoal_l1" in parts:
                 subgoal.append(parts["subgoal_l1"])
-            shown = {"loss": f"{np.mean(losses[-cfg.log_freq :]):.4f}"}
-            if subgoal:
-                shown["subgoal"] = f"{np.mean(subgoal[-cfg.log_freq :]):.4f}"
+            shown = None  # the mean losses, shown on the bar every 10 steps (each showing writes the bar out)
+            if step % cfg.log_freq == 0 or (bar is not None and step % 10 == 0):
+                shown = {"loss": f"{np.mean(losses[-cfg.log_freq :]):.4f}"}
+                if subgoal:
+                    shown["subgoal"] = f"{np.mean(subgoal[-cfg.log_freq :]):.4f}"
             if bar is not None:
+                if shown is not None:
+                    bar.set_postfix(shown, refresh=False)
                 bar.update(1)
-                bar.set_postfix(shown)
-            if step % cfg.log_freq == 0 and bar is None:
+            elif shown is not None:
                 log(f"step {step}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
             if step % cfg.save_freq == 0 or step == cfg.steps:
                 ckpt, saved = _checkpoint(out, model, cfg, stats, opt, step, average), step

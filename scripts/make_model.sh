@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The recipe for the bundled model (policies/bundled/so101_vla) from scratch, from today's code, on a 2-core CPU (its
-# second run trained in 57 min to about the shipped model's level on validation seeds, short of issue 16's targets;
-# the moving average of the weights, EMA, is a default since, measured on that run's last phase: model card, "From
-# scratch in an hour"): the scripted
+# The recipe for the bundled model (policies/bundled/so101_vla) from scratch, from today's code, on a 2-core CPU (what
+# each setting did, measured on validation seeds: the model card, "From scratch in an hour"; since 2026-12-08 the
+# model takes 64x64 frames, resized from the recorded 96x96, which steps ~2x faster, so the hour holds 20,000 +
+# 22,000 steps, and the policy is the moving average of the weights, EMA): the scripted
 # expert's demonstrations (`onboard record` on the simulated rig, headless, sim clock), `onboard
 # train`, `onboard export`, a DAgger round (`onboard dagger`: the exported policy drives, the expert takes over and its
 # part is recorded; then training goes on from this run's checkpoint on all the data), export again, `onboard eval`.
@@ -17,8 +17,9 @@
 # Knobs (environment): TOUCH_EPS PICK_EPS PLACE_EPS (clean episodes per task), DTOUCH_EPS DPICK_EPS DPLACE_EPS
 # (episodes per task with the follower pushed off the leader's goals, --sim.disturbance DISTURBANCE degrees: they show
 # recovery), TOUCH_S PICK_S PLACE_S (seconds recorded per episode: the expert's slowest episodes with ~1 s to spare),
-# STEPS, BATCH, LR, AMP, SHIFT, STATE_NOISE, PARAPHRASE (training: PARAPHRASE=1 trains each demonstration under all
-# training phrasings of its task and colour), MODEL_FLAGS (extra `onboard train` flags, e.g. --model.dropout 0),
+# STEPS, BATCH, LR, AMP, SHIFT, STATE_NOISE, PARAPHRASE (training: 1 trains each demonstration under all training
+# phrasings of its task and colour, `composed` under those and sim/tasks/phrasings.py's rewordings, 0 under its own
+# instruction only), MODEL_FLAGS (extra `onboard train` flags, e.g. --model.dropout 0),
 # DAGGER_PICK DAGGER_PLACE (DAgger episodes per task; 0 records none, and `retrain` then trains on the demonstrations
 # alone), DAGGER_STEPS DAGGER_LR (the training after each round), ROUNDS (DAgger rounds: stages dagger2 retrain2 ...
 # follow), EMA (`--ema_decay`), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
@@ -45,20 +46,20 @@ PICK_S=${PICK_S:-8}
 PLACE_S=${PLACE_S:-12}
 SHIFT=${SHIFT:-4}
 STATE_NOISE=${STATE_NOISE:-1.0}
-PARAPHRASE=${PARAPHRASE:-1}
+PARAPHRASE=${PARAPHRASE:-composed}
 LR=${LR:-1e-3}
 AMP=${AMP:-auto}  # auto: bf16 autocast where the CPU has AMX (1.4-1.5x there), float32 elsewhere (bf16 is slower)
 if [ "$AMP" = auto ]; then
   AMP=none
   grep -q amx_bf16 /proc/cpuinfo 2>/dev/null && AMP=bf16
 fi
-MODEL_FLAGS=${MODEL_FLAGS:---model.dropout 0 --model.plain_stages 1 --model.conv_channels 16 32 64 128 --model.subgoal_weight 1}
+MODEL_FLAGS=${MODEL_FLAGS:---model.dropout 0 --model.plain_stages 1 --model.conv_channels 16 32 64 128 --model.subgoal_weight 1 --model.image_size 64}
 INIT_FROM=${INIT_FROM:-}
-STEPS=${STEPS:-13500}
+STEPS=${STEPS:-20000}
 BATCH=${BATCH:-32}
 DAGGER_PICK=${DAGGER_PICK:-80}
 DAGGER_PLACE=${DAGGER_PLACE:-80}
-DAGGER_STEPS=${DAGGER_STEPS:-6500}  # steps of each round's training
+DAGGER_STEPS=${DAGGER_STEPS:-22000}  # steps of each round's training
 DAGGER_LR=${DAGGER_LR:-5e-4}
 EMA=${EMA:-0.999}  # --ema_decay: a moving average of the weights is saved as the policy (0: off)
 EVAL_N=${EVAL_N:-50}
@@ -134,7 +135,12 @@ train_run() {  # run folder, steps, lr, dataset names..., then optionally: -- in
   done
   [ "${1:-}" = "--" ] && init=(--init_from "$2")
   [ -e "$WORK/$run/checkpoints/last" ] && { resume=(--resume); init=(); }
-  [ "$PARAPHRASE" = 1 ] && paraphrase=(--augment.paraphrase)
+  case $PARAPHRASE in
+  0) ;;
+  1 | train) paraphrase=(--augment.paraphrase) ;;
+  composed) paraphrase=(--augment.paraphrase --augment.phrasings composed) ;;
+  *) echo "PARAPHRASE=$PARAPHRASE: 0, 1 (train) or composed" >&2; return 2 ;;
+  esac
   # shellcheck disable=SC2086  # MODEL_FLAGS is a list of flags
   onboard train "${roots[@]}" --output_dir="$WORK/$run" --steps "$steps" --batch_size "$BATCH" --lr "$lr" \
     --amp "$AMP" --ema_decay "$EMA" --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" $MODEL_FLAGS \

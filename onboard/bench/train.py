@@ -10,8 +10,9 @@ batch after ``--warmup`` untimed ones; the median step is reported, with samples
 augmentation are not in it (`onboard train` prints its own steps/s). Variants (``VARIANTS``): the bundled model's
 config in float32 and in bfloat16 autocast (the earlier recipe's ``--amp bf16``), without dropout, and without dropout
 and without the first stage's residual conv (``--model.plain_stages 1``), that with half the channels in the
-first three conv stages (``--model.conv_channels 16 32 64 128``), that with the subgoal query (the recipe's model),
-and the recipe's step with the images and conv weights channels-last (NHWC); with ``--compile``, also under
+first three conv stages (``--model.conv_channels 16 32 64 128``), that with the subgoal query (the second recipe
+run's model), its step with the images and conv weights channels-last (NHWC), and that model on 64x64 frames
+(``--model.image_size 64``, the recipe's since 2026-12-08); with ``--compile``, also the second run's model under
 ``torch.compile`` (its first step, the compile, is reported apart).
 """
 
@@ -35,10 +36,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool, str]] = {
     "dropout 0, plain_stages 1, float32 (1st run)": ({"dropout": 0.0, "plain_stages": 1}, False, "eager"),
     "dropout 0, plain_stages 1, bf16 autocast": ({"dropout": 0.0, "plain_stages": 1}, True, "eager"),
     "+ conv_channels 16 32 64 128": (RECIPE, False, "eager"),
-    "+ subgoal_weight 1 (recipe)": ({**RECIPE, "subgoal_weight": 1.0}, False, "eager"),
-    "recipe, channels_last": ({**RECIPE, "subgoal_weight": 1.0}, False, "channels_last"),
+    "+ subgoal_weight 1 (2nd run)": ({**RECIPE, "subgoal_weight": 1.0}, False, "eager"),
+    "2nd run, channels_last": ({**RECIPE, "subgoal_weight": 1.0}, False, "channels_last"),
+    "+ image_size 64 (recipe)": ({**RECIPE, "subgoal_weight": 1.0, "image_size": 64}, False, "eager"),
 }
-COMPILED = {"recipe, torch.compile": ({**RECIPE, "subgoal_weight": 1.0}, False, "compile")}  # with --compile
+COMPILED = {"2nd run, torch.compile": ({**RECIPE, "subgoal_weight": 1.0}, False, "compile")}  # with --compile
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from onboard.cli.options import add_options, config_from
 from policies.train_config import TrainConfig
@@ -43,6 +44,14 @@ class TrainCommand:
         metadata={
             "flag": "--augment.paraphrase",
             "help": "train each demonstration under every training phrasing of its task and colour, drawn at random",
+        },
+    )
+    phrasings: Literal["train", "composed"] = field(
+        default="train",
+        metadata={
+            "flag": "--augment.phrasings",
+            "help": "with --augment.paraphrase: the tasks' training phrasings, or those plus a few dozen training-only "
+            "rewordings each (sim/tasks/phrasings.py; never the held-out ones)",
         },
     )
     resume: bool = field(default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"})
@@ -104,7 +113,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if command.paraphrase:
         from sim.tasks import paraphrase_groups
 
-        cfg = replace(cfg, augment=replace(cfg.augment, paraphrases=paraphrase_groups("train")))
+        groups = paraphrase_groups("train", composed=command.phrasings == "composed")
+        cfg = replace(cfg, augment=replace(cfg.augment, paraphrases=groups))
+    elif command.phrasings != "train":
+        print("error: --augment.phrasings chooses what --augment.paraphrase draws from: pass both", file=sys.stderr)
+        return 2
     if not cfg.output_dir:
         if command.resume:
             print("error: --resume continues the run in --output_dir: name it", file=sys.stderr)

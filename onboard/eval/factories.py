@@ -23,6 +23,7 @@ from robot.policy_loader import PolicyKind, get_policy_kind, load_policy
 RUNNER_KINDS = ("async", "sync")
 SIM_CAMERAS = ("front", "wrist")
 DEFAULT_IMAGE_SIZE = 96  # px, square: the cameras of a policy that declares no size (and the expert's env)
+CAMERA_SIZE = 96  # px, square: the simulated cameras that `onboard record` and `scripts/make_model.sh` record
 
 
 def _load_expert(path: str | Path | None, *, threads: int | None = None, env: Any = None, horizon: int = 30) -> Policy:
@@ -44,8 +45,10 @@ EXPERT = PolicyKind(
 
 
 def policy_and_size(kind: str, path: Any, *, threads: int | None = None) -> tuple[Any, int]:
-    """(policy, image_size): the ``kind`` policy at ``path`` (loaded by ``robot.policy_loader.load_policy``) and the
-    square camera size (px) it takes. ``threads``: intra-op threads for the torch and onnxruntime backends (None: the
+    """(policy, camera size): the ``kind`` policy at ``path`` (loaded by ``robot.policy_loader.load_policy``) and the
+    square size (px) to render the simulated cameras at: the size it takes, or for a policy trained on frames resized
+    to another input (``exact_size``), the recorded cameras' ``CAMERA_SIZE`` with the policy behind
+    ``policies.features.ResizedInputs``. ``threads``: intra-op threads for the torch and onnxruntime backends (None: the
     backend's own default). Kinds built on the env (``needs_path=False``: the expert) are not loaded here."""
     entry = get_policy_kind(kind)
     if not entry.needs_path:
@@ -58,6 +61,12 @@ def policy_and_size(kind: str, path: Any, *, threads: int | None = None) -> tupl
                 f"the LeRobot policy takes cameras {loaded.cameras}; the simulation has 'front' and 'wrist' "
                 f"(no {missing})"
             )
+    if loaded.exact_size and loaded.image_size and tuple(loaded.image_size) != (CAMERA_SIZE, CAMERA_SIZE):
+        # trained on the recorded 96x96 frames resized to its input: shown the simulated cameras at their recorded
+        # size through the same resize (as `onboard run` shows it a real camera), not rendered at its input size
+        from policies.features import ResizedInputs
+
+        return ResizedInputs(loaded.policy, loaded.image_size), CAMERA_SIZE
     # square cameras at the policy's height; the LeRobot backend resizes to a non-square input itself
     return loaded.policy, int(loaded.image_size[0]) if loaded.image_size else DEFAULT_IMAGE_SIZE
 

@@ -196,10 +196,16 @@ class TaskSpec:
 Episode = TaskSpec
 
 
-def paraphrase_groups(split: str = "train") -> tuple[tuple[str, ...], ...]:
+def paraphrase_groups(split: str = "train", *, composed: bool = False) -> tuple[tuple[str, ...], ...]:
     """Interchangeable instructions, one group per (task, colour): the ``split`` phrasings of that task for that
     colour (``policies.augment``'s ``paraphrases``; only the training phrasings, so that the held-out ones stay
-    unseen)."""
+    unseen); ``composed``: the training phrasings plus ``sim.tasks.phrasings.composed_phrasings``' rewordings."""
+    if composed:
+        if split != "train":
+            raise ValueError("composed phrasings are training phrasings: split must be 'train'")
+        from sim.tasks.phrasings import composed_phrasings
+
+        return tuple(composed_phrasings(name, color) for name in sorted(TASKS) for color in COLORS)
     return tuple(tuple(TASKS[name].instructions(color, split)) for name in sorted(TASKS) for color in COLORS)
 
 

@@ -29,9 +29,10 @@ def test_bench_train_times_every_variant(tmp_path, capsys):
     first = params["dropout 0, plain_stages 1, float32 (1st run)"]
     assert first < params["bundled config, float32"]
     assert params["+ conv_channels 16 32 64 128"] < first  # the narrower conv net
-    recipe = params["+ subgoal_weight 1 (recipe)"]
-    assert recipe > params["+ conv_channels 16 32 64 128"]  # the subgoal query and head
-    assert params["recipe, channels_last"] == recipe  # the same model, another memory layout
+    second = params["+ subgoal_weight 1 (2nd run)"]
+    assert second > params["+ conv_channels 16 32 64 128"]  # the subgoal query and head
+    assert params["2nd run, channels_last"] == second  # the same model, another memory layout
+    assert params["+ image_size 64 (recipe)"] < second  # 4x4 instead of 6x6 position embeddings per camera
     assert report["variants"]["bundled config, bf16 autocast (earlier recipe)"]["speedup"] == 1.0
     assert main(["bench", "train", "--steps", "0"]) == 2
 

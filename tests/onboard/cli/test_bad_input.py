@@ -165,6 +165,13 @@ def test_train_on_a_non_dataset_names_it_and_leaves_no_output_dir(capsys, tmp_pa
     assert not out.exists()
 
 
+def test_train_phrasings_without_paraphrase_says_to_pass_both(capsys, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset.root", tmp_path / "data", "--output_dir", out, "--augment.phrasings", "composed"]
+    bad_input(capsys, argv, 2, "--augment.paraphrase")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("what", ["missing", "a file"])
 def test_dataset_info_of_a_folder_that_is_not_a_dataset(capsys, tmp_path, what):
     root = tmp_path / "ds"
