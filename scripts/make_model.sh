@@ -8,8 +8,9 @@
 # part is recorded; then training goes on from this run's checkpoint on all the data), export again, `onboard eval`.
 #
 #   scripts/make_model.sh [WORK_DIR] [STAGE...]   stages: data train export dagger retrain export eval (the default,
-#                                                 in that order; ROUNDS=2 adds dagger2 retrain2 export before eval)
-#                                                 and install (copies the bundle to policies/bundled/)
+#                                                 in that order; ROUNDS=2 adds dagger2 retrain2 export before eval),
+#                                                 eval_pick_place (pick and place per colour only) and install
+#                                                 (copies the bundle to policies/bundled/)
 #
 # WORK_DIR defaults to outputs/model. Each stage can be rerun alone; `train` and `retrain` resume a killed run. Every
 # stage's wall time goes to WORK_DIR/recipe.json with the settings below; `export` copies that file into bundle.json
@@ -22,7 +23,10 @@
 # instruction only), MODEL_FLAGS (extra `onboard train` flags, e.g. --model.dropout 0),
 # DAGGER_PICK DAGGER_PLACE (DAgger episodes per task; 0 records none, and `retrain` then trains on the demonstrations
 # alone), DAGGER_STEPS DAGGER_LR (the training after each round), ROUNDS (DAgger rounds: stages dagger2 retrain2 ...
-# follow), EMA (`--ema_decay`), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
+# follow), EMA (`--ema_decay`), SEED (`onboard train --seed`: the weights, the data order and the augmentation; the
+# spread over training seeds), MAX_EPISODES (`--dataset.max_episodes`: only the first N episodes of every dataset of
+# a training, for the data-efficiency table), DATA_FROM (another WORK_DIR whose demonstrations the `data` stage
+# links instead of recording; their recording time is copied into recipe.json), EVAL_N, NUM_ENVS. INIT_FROM fine-tunes from another checkpoint instead of starting from scratch (not the
 # recipe: for experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +66,9 @@ DAGGER_PLACE=${DAGGER_PLACE:-80}
 DAGGER_STEPS=${DAGGER_STEPS:-22000}  # steps of each round's training
 DAGGER_LR=${DAGGER_LR:-5e-4}
 EMA=${EMA:-0.999}  # --ema_decay: a moving average of the weights is saved as the policy (0: off)
+SEED=${SEED:-0}
+DATA_FROM=${DATA_FROM:-}  # another WORK_DIR: its demonstrations are linked, not recorded again
+MAX_EPISODES=${MAX_EPISODES:-}
 EVAL_N=${EVAL_N:-50}
 NUM_ENVS=${NUM_ENVS:-2}
 [ -d .venv ] || scripts/setup.sh dev
@@ -85,7 +92,7 @@ except (OSError, ValueError):
     recipe = {"command": "scripts/make_model.sh", "stages": {}}
 knobs = ("TOUCH_EPS PICK_EPS PLACE_EPS DTOUCH_EPS DPICK_EPS DPLACE_EPS DISTURBANCE TOUCH_S PICK_S PLACE_S SHIFT "
          "STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS "
-         "DAGGER_LR EMA ROUNDS").split()
+         "DAGGER_LR EMA ROUNDS SEED MAX_EPISODES").split()
 recipe["settings"] = {k: os.environ.get(k, "") for k in knobs}
 try:
     recipe["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -100,7 +107,7 @@ PY
 }
 export TOUCH_EPS PICK_EPS PLACE_EPS DTOUCH_EPS DPICK_EPS DPLACE_EPS DISTURBANCE TOUCH_S PICK_S PLACE_S SHIFT \
   STATE_NOISE PARAPHRASE LR AMP MODEL_FLAGS INIT_FROM STEPS BATCH DAGGER_PICK DAGGER_PLACE DAGGER_STEPS DAGGER_LR EMA \
-  ROUNDS
+  ROUNDS SEED MAX_EPISODES
 
 record() {  # dataset task episodes seconds seed [disturbance]: records what the dataset still lacks
   [ "$3" -gt 0 ] || return 0
@@ -128,13 +135,14 @@ record() {  # dataset task episodes seconds seed [disturbance]: records what the
 train_run() {  # run folder, steps, lr, dataset names..., then optionally: -- init checkpoint
   local run=$1 steps=$2 lr=$3
   shift 3
-  local roots=() init=() resume=() paraphrase=()
+  local roots=() init=() resume=() paraphrase=() subset=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do
     [ "$(episodes_in "$WORK/data/$1")" -eq 0 ] || roots+=(--dataset.root="$WORK/data/$1")
     shift
   done
   [ "${1:-}" = "--" ] && init=(--init_from "$2")
   [ -e "$WORK/$run/checkpoints/last" ] && { resume=(--resume); init=(); }
+  [ -n "$MAX_EPISODES" ] && subset=(--dataset.max_episodes "$MAX_EPISODES")
   case $PARAPHRASE in
   0) ;;
   1 | train) paraphrase=(--augment.paraphrase) ;;
@@ -144,7 +152,7 @@ train_run() {  # run folder, steps, lr, dataset names..., then optionally: -- in
   # shellcheck disable=SC2086  # MODEL_FLAGS is a list of flags
   onboard train "${roots[@]}" --output_dir="$WORK/$run" --steps "$steps" --batch_size "$BATCH" --lr "$lr" \
     --amp "$AMP" --ema_decay "$EMA" --augment.shift "$SHIFT" --augment.state_noise "$STATE_NOISE" $MODEL_FLAGS \
-    "${paraphrase[@]}" \
+    --seed "$SEED" "${paraphrase[@]}" "${subset[@]}" \
     "${init[@]}" "${resume[@]}" 2>&1 | tee -a "$WORK/$run.log"
 }
 
@@ -164,6 +172,23 @@ for stage in $STAGES; do
   t0=$(date +%s.%N)
   case $stage in
   data)
+    if [ -n "$DATA_FROM" ]; then  # another run's demonstrations (the same data: the spread over training seeds)
+      mkdir -p "$WORK/data"
+      for ds in $DEMOS; do ln -sfn "$(realpath "$DATA_FROM/data/$ds")" "$WORK/data/$ds"; done
+      ln -sfn "$(realpath "$DATA_FROM/cal")" "$WORK/cal"
+      python - "$DATA_FROM/recipe.json" "$WORK/recipe.json" <<'PY'
+import json, sys
+src = json.load(open(sys.argv[1]))  # that run's data stage time is this run's too
+try:
+    dst = json.load(open(sys.argv[2]))
+except (OSError, ValueError):
+    dst = {"command": "scripts/make_model.sh", "stages": {}}
+dst["stages"]["data"] = src["stages"]["data"]
+dst["data_from"] = sys.argv[1].rsplit("/", 1)[0]
+json.dump(dst, open(sys.argv[2], "w"), indent=2)
+PY
+      continue  # not timed: the data stage's time is the one it was recorded in
+    fi
     [ -f "$WORK/cal/follower.json" ] || \
       onboard calibrate --robot.type=so101_follower --robot.port=sim --robot.id=follower \
         --robot.calibration_dir="$WORK/cal"
@@ -218,8 +243,9 @@ for stage in $STAGES; do
     cp "$WORK/bundle/text/"* "$dest/text/"
     du -sh "$dest"
     ;;
-  eval)
+  eval | eval_pick_place)
     # the acceptance suite on the exported bundle, unseen layout seeds (from 100000); one folder per run, then a table
+    # (eval_pick_place: pick and place per colour only, for the data-efficiency table)
     ev() {  # name, then onboard eval flags
       local name=$1
       shift
@@ -230,22 +256,26 @@ for stage in $STAGES; do
     }
     mkdir -p "$WORK/eval"
     for c in red green blue; do
-      ev "touch_$c" --task touch --color "$c" --instruction "touch the $c cube"
       ev "pick_$c" --task pick --color "$c" --instruction "pick up the $c cube"
       ev "place_$c" --task place --color "$c" --instruction "put the $c cube in the box"
     done
-    for t in touch pick place; do  # phrasings that no demonstration used (Task.held_out_templates)
-      ev "reworded_$t" --task "$t" --split held_out
-    done
-    # latency: the same seeds as pick_red at 200 ms emulated inference latency, async and the synchronous baseline
-    ev pick_red_async_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms
-    ev pick_red_sync_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms --runner sync
-    # the same seeds without SafeArm between the policy and the arm (every run above has it, as `onboard run` does)
-    ev pick_red_no_safearm --task pick --color red --instruction "pick up the red cube" --safety off
+    if [ "$stage" = eval ]; then
+      for c in red green blue; do
+        ev "touch_$c" --task touch --color "$c" --instruction "touch the $c cube"
+      done
+      for t in touch pick place; do  # phrasings that no demonstration used (Task.held_out_templates)
+        ev "reworded_$t" --task "$t" --split held_out
+      done
+      # latency: pick_red's seeds at 200 ms emulated inference latency, async and the synchronous baseline
+      ev pick_red_async_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms
+      ev pick_red_sync_200ms --task pick --color red --instruction "pick up the red cube" --latency 200ms --runner sync
+      # the same seeds without SafeArm between the policy and the arm (every run above has it, as `onboard run`)
+      ev pick_red_no_safearm --task pick --color red --instruction "pick up the red cube" --safety off
+    fi
     python -m onboard.eval.report "$WORK/eval"
     ;;
   *)
-    echo "unknown stage $stage (data, train, export, dagger[N], retrain[N], eval, install)" >&2
+    echo "unknown stage $stage (data, train, export, dagger[N], retrain[N], eval, eval_pick_place, install)" >&2
     exit 2
     ;;
   esac
