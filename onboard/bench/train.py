@@ -12,8 +12,9 @@ config in float32 and in bfloat16 autocast (the earlier recipe's ``--amp bf16``)
 and without the first stage's residual conv (``--model.plain_stages 1``), that with half the channels in the
 first three conv stages (``--model.conv_channels 16 32 64 128``), that with the subgoal query (the second recipe
 run's model), its step with the images and conv weights channels-last (NHWC), and that model on 64x64 frames
-(``--model.image_size 64``, the recipe's since 2026-12-08); with ``--compile``, also the second run's model under
-``torch.compile`` (its first step, the compile, is reported apart).
+(``--model.image_size 64``: half the step time, but the run that used it failed on unseen layouts, model card);
+with ``--compile``, also the second run's model under ``torch.compile`` (its first step, the compile, is reported
+apart).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool, str]] = {
     "+ conv_channels 16 32 64 128": (RECIPE, False, "eager"),
     "+ subgoal_weight 1 (2nd run)": ({**RECIPE, "subgoal_weight": 1.0}, False, "eager"),
     "2nd run, channels_last": ({**RECIPE, "subgoal_weight": 1.0}, False, "channels_last"),
-    "+ image_size 64 (recipe)": ({**RECIPE, "subgoal_weight": 1.0, "image_size": 64}, False, "eager"),
+    "+ image_size 64 (r4: fails closed-loop)": ({**RECIPE, "subgoal_weight": 1.0, "image_size": 64}, False, "eager"),
 }
 COMPILED = {"2nd run, torch.compile": ({**RECIPE, "subgoal_weight": 1.0}, False, "compile")}  # with --compile
 
