@@ -26,7 +26,8 @@ a break before an episode counts as solved (``pick`` must be *held*, not tossed)
 applies it, and environments built on these tasks should too.
 
 The package by concern: ``scene`` (names and sizes from scene.xml, world-state readings, success predicates),
-``layout`` (randomised scene layouts and the reset), ``registry`` (tasks, phrasings, episodes, the instruction judge).
+``layout`` (randomised scene layouts and the reset), ``registry`` (tasks, phrasings, episodes, the instruction judge),
+``phrasings`` (training-only rewordings composed from parts).
 Everything is re-exported here: ``from sim import tasks as T`` then ``T.get_task``, ``T.CUBE_HALF``, ...
 """
 

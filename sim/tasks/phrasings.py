@@ -2,10 +2,10 @@
 
 A policy trained on five phrasings per task and colour learns those five sentences' embeddings, not the task: told
 the same thing in other words (issue 16's held-out phrasings) it did 10-30 points worse. ``composed_phrasings``
-gives each (task, colour) a few dozen training-only rewordings (other verbs for the same act, "cube" or "block",
-polite and spoken openings and endings), so that in training (``onboard train --augment.paraphrase
---augment.phrasings composed``) the instruction's wording varies far more than its task and colour do and the policy
-keys on those.
+(``sim.tasks.registry``, from ``composed_templates`` here) gives each (task, colour) a few dozen training-only
+rewordings (other verbs for the same act, "cube" or "block", polite and spoken openings and endings), so that in
+training (``onboard train --augment.paraphrase --augment.phrasings composed``) the instruction's wording varies far more
+than its task and colour do and the policy keys on those.
 
 The held-out phrasings stay unseen: no composed phrasing is one of them, and none uses the words and constructions
 that only they have (``HELD_OUT_ONLY``: "contact", "store", "container", "belongs", "air", "take", "get", "go",
@@ -16,6 +16,7 @@ composition), so runs and their checkpoints' train_config.json are reproducible.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -78,17 +79,13 @@ def uses_held_out_words(text: str) -> bool:
     return any((" " in w and f" {w} " in f" {joined} ") or w in words for w in HELD_OUT_ONLY)
 
 
-def composed_phrasings(task: str, color: str, per_group: int = PER_GROUP) -> tuple[str, ...]:
-    """The training phrasings of ``task`` for ``color`` (first, in their order), then ``per_group`` rewordings
-    composed from ``VERBS``, ``OBJECTS``, ``OPENINGS`` and ``ENDINGS``: a fixed, seeded choice, the same wordings for
-    every colour, none held out."""
-    from sim.tasks.registry import get_task
-
-    definition = get_task(task)
-    base = definition.instructions(color, "train")
+def composed_templates(task: str, known: Iterable[str] = (), per_group: int = PER_GROUP) -> tuple[str, ...]:
+    """``per_group`` rewordings of ``task`` (templates with ``{color}``) composed from ``VERBS``, ``OBJECTS``,
+    ``OPENINGS`` and ``ENDINGS``: a fixed, seeded choice, none of ``known`` (the task's own templates) and none with a
+    word of ``HELD_OUT_ONLY``. A task without ``VERBS`` has none. (``sim.tasks.registry.composed_phrasings`` puts the
+    task's training phrasings first and fills in the colour.)"""
     if task not in VERBS:
-        return tuple(base)
-    templates = set(definition.templates("train")) | set(definition.templates("held_out"))
+        return ()
     pool = sorted(
         {
             f"{opening}{verb.format(obj=obj)}{ending}"
@@ -97,9 +94,8 @@ def composed_phrasings(task: str, color: str, per_group: int = PER_GROUP) -> tup
             for opening in OPENINGS
             for ending in ENDINGS
         }
-        - templates
+        - set(known)
     )
     pool = [p for p in pool if not uses_held_out_words(p)]
     rng = np.random.default_rng(sorted(VERBS).index(task))
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=min(per_group, len(pool)), replace=False))]
-    return tuple(base) + tuple(t.format(color=color) for t in chosen)
+    return tuple(pool[i] for i in sorted(rng.choice(len(pool), size=min(per_group, len(pool)), replace=False)))

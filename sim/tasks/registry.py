@@ -12,6 +12,7 @@ import mujoco
 import numpy as np
 
 from sim.tasks.layout import DEFAULT_LAYOUT, Layout, LayoutConfig, reset_scene
+from sim.tasks.phrasings import composed_templates
 from sim.tasks.scene import COLORS, cube_body, success_pick, success_place, success_touch
 
 
@@ -203,10 +204,17 @@ def paraphrase_groups(split: str = "train", *, composed: bool = False) -> tuple[
     if composed:
         if split != "train":
             raise ValueError("composed phrasings are training phrasings: split must be 'train'")
-        from sim.tasks.phrasings import composed_phrasings
-
         return tuple(composed_phrasings(name, color) for name in sorted(TASKS) for color in COLORS)
     return tuple(tuple(TASKS[name].instructions(color, split)) for name in sorted(TASKS) for color in COLORS)
+
+
+def composed_phrasings(task: str, color: str) -> tuple[str, ...]:
+    """The training phrasings of ``task`` for ``color`` (first, in their order), then its composed rewordings
+    (``sim.tasks.phrasings.composed_templates``: the same wordings for every colour, none held out)."""
+    definition = get_task(task)
+    known = definition.templates("train") + definition.templates("held_out")
+    extra = composed_templates(task, known)
+    return tuple(definition.instructions(color, "train")) + tuple(t.format(color=color) for t in extra)
 
 
 def make_spec(task: str, color: str, seed: int, instruction: str | None = None, split: str = "train") -> TaskSpec:

@@ -162,9 +162,10 @@ def test_periodic_evaluation_in_simulation_runs_a_checkpoint(tmp_path):
 
     report = evaluate_checkpoint(ckpt, task="touch", n=1, seed0=7, load_policy=load_policy, make_runner=make_runner)
     policy = loaded.pop("policy")
-    assert loaded == {"kind": "vla", "path": ckpt, "size": 32}  # the checkpoint, as a VLA, at its own camera size
+    # the checkpoint, as a VLA; its 32 px input is resized from cameras at the recorded 96 px, as in training
+    assert loaded == {"kind": "vla", "path": ckpt, "size": 96}
     assert policy.tasks == [spec_for_seed("touch", 7).instruction]  # the episode of seed seed0
-    assert policy.image_shapes == {(32, 32, 3)}
+    assert policy.image_shapes == {(96, 96, 3)}  # what the env renders; ResizedInputs gives the model 32x32
     assert report == {"task": "touch", "n": 1, "success": 0, "success_rate": 0.0}  # one step of training: no touch
 
 

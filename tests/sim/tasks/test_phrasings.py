@@ -4,7 +4,8 @@ first, is the same wording for every colour, and leaves the held-out phrasings (
 import pytest
 
 from sim import tasks as T
-from sim.tasks.phrasings import HELD_OUT_ONLY, PER_GROUP, composed_phrasings, uses_held_out_words
+from sim.tasks.phrasings import HELD_OUT_ONLY, PER_GROUP, uses_held_out_words
+from sim.tasks.registry import composed_phrasings
 
 
 @pytest.mark.parametrize("task", sorted(T.TASKS))
