@@ -44,3 +44,13 @@ def random_bundle(tmp_path_factory):
     config = VLAConfig()
     checkpoint = save_checkpoint(root / "checkpoint", VLA(config), config)
     return export_bundle(checkpoint, root / "bundle")
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for a child that must stop on Ctrl-C: SIGINT and SIGQUIT back to their defaults. A suite
+    started in the background of a non-interactive shell (`bash .ci/run &`) inherits them ignored, and so would
+    every `onboard` process a test starts (Python then installs no KeyboardInterrupt handler)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)

@@ -13,7 +13,7 @@ from onboard.bench.cores import split_cores
 from onboard.bench.run import STAGE_TEXT, stage_report
 from onboard.bench.run_meter import MeteredPolicy, MeteredStageTimer
 from robot.clock import WallClock
-from tests.conftest import require
+from tests.conftest import default_signals, require
 
 DURATION, FPS = 3.0, 30.0
 
@@ -25,7 +25,8 @@ def test_bench_run_reports_the_loop_stages_and_the_task(tmp_path, camera):
     out = tmp_path / "run.json"
     argv = [sys.executable, "-m", "onboard", "bench", "run", "--duration", str(DURATION), "--camera", camera]
     argv += ["--json", str(out)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    # default_signals: the twin is stopped with Ctrl-C, which a suite started in the background would ignore
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=240, preexec_fn=default_signals)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     assert f"command: onboard bench run --duration 3 --cpus 1 --fps 30 --camera {camera}" in text

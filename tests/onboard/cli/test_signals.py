@@ -20,6 +20,7 @@ from hardware.feetech.bus import FeetechBus
 from robot.arm_config import ArmConfig
 from robot.calibration import MotorCalibration, save_calibration
 from sim.process.bus import BusProcess
+from tests.conftest import default_signals
 
 IDS = (1, 2, 3, 4, 5, 6)
 NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -151,6 +152,7 @@ def _start(argv: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=default_signals,  # stoppable by the signals under test, however the suite was started
     )
 
 
