@@ -200,7 +200,7 @@ Episode = TaskSpec
 def paraphrase_groups(split: str = "train", *, composed: bool = False) -> tuple[tuple[str, ...], ...]:
     """Interchangeable instructions, one group per (task, colour): the ``split`` phrasings of that task for that
     colour (``policies.augment``'s ``paraphrases``; only the training phrasings, so that the held-out ones stay
-    unseen); ``composed``: the training phrasings plus ``sim.tasks.phrasings.composed_phrasings``' rewordings."""
+    unseen); ``composed``: ``composed_phrasings`` (the training phrasings, then the composed rewordings)."""
     if composed:
         if split != "train":
             raise ValueError("composed phrasings are training phrasings: split must be 'train'")
